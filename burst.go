@@ -1,0 +1,276 @@
+//go:build linux && cgo
+
+package memif
+
+/*
+#include "cgo_helpers.h"
+*/
+import "C"
+
+// The hot path: one cgo crossing per burst, no allocation. Each method holds
+// its queue's lock (uncontended when one goroutine drives the queue) so a
+// disconnect never frees a ring under a burst.
+
+// Hot-path operations, indexing hotErrs.
+const (
+	opRx = iota
+	opRefillRx
+	opRefill
+	opTx
+	opAlloc
+	opEnqTx
+	opCount
+)
+
+var hotOps = [opCount]string{"memif_rx_burst", "memif_refill_queue+memif_rx_burst",
+	"memif_refill_queue", "memif_tx_burst", "memif_buffer_alloc", "memif_buffer_enq_tx"}
+
+// hotErrs holds one prebuilt error per operation and code, so returning an
+// error (ring full, disconnected) allocates nothing.
+var hotErrs = func() (t [opCount][errMax + 1]*Error) {
+	for op := range t {
+		for code := range t[op] {
+			t[op][code] = &Error{Op: hotOps[op], Err: Errno(code)}
+		}
+	}
+	return t
+}()
+
+func hotErr(op int, code int64) error {
+	if code == 0 {
+		return nil
+	}
+	if code > 0 && code <= int64(errMax) {
+		return hotErrs[op][code]
+	}
+	return &Error{Op: hotOps[op], Err: Errno(code)}
+}
+
+// unpack splits a memifgo_* result into count and error code.
+func unpack(r C.int64_t) (int, int64) { return int(r & 0xffff), int64(r) >> 16 }
+
+// rxQueue locks rx queue qid of the live link, or says why it cannot.
+func (c *Conn) rxQueue(op int, qid uint16) (*link, *queue, error) {
+	l := c.link.Load()
+	if l == nil {
+		return nil, nil, c.downErr(op)
+	}
+	if int(qid) >= len(l.rx) {
+		return nil, nil, qidErr(hotOps[op], qid, len(l.rx))
+	}
+	q := &l.rx[qid]
+	q.mu.Lock()
+	if l.down {
+		q.mu.Unlock()
+		return nil, nil, c.downErr(op)
+	}
+	return l, q, nil
+}
+
+func (c *Conn) txQueue(op int, qid uint16) (*link, *queue, error) {
+	l := c.link.Load()
+	if l == nil {
+		return nil, nil, c.downErr(op)
+	}
+	if int(qid) >= len(l.tx) {
+		return nil, nil, qidErr(hotOps[op], qid, len(l.tx))
+	}
+	q := &l.tx[qid]
+	q.mu.Lock()
+	if l.down {
+		q.mu.Unlock()
+		return nil, nil, c.downErr(op)
+	}
+	return l, q, nil
+}
+
+func (c *Conn) downErr(op int) error {
+	if c.deleted.Load() {
+		return &Error{Op: hotOps[op], Err: ErrDeleted}
+	}
+	return hotErrs[op][ErrDisconnected]
+}
+
+// RxBurst wraps memif_rx_burst: receive up to count buffers from rx queue
+// qid into bufs[0:n]. more reports libmemif's MEMIF_ERR_NOBUF: the batch
+// filled up and more packets wait (not an error; the n buffers are valid).
+// Give the buffers back with RefillQueue (or use RefillRxBurst). Views:
+// see [Buffers].
+func (c *Conn) RxBurst(qid uint16, bufs *Buffers, count int) (n int, more bool, err error) {
+	if err := bufs.checkCount(hotOps[opRx], count); err != nil {
+		return 0, false, err
+	}
+	_, q, err := c.rxQueue(opRx, qid)
+	if err != nil {
+		return 0, false, err
+	}
+	r := C.memifgo_rx_burst(c.h, C.uint16_t(qid), bufs.p, C.uint16_t(count))
+	q.mu.Unlock()
+	n, code := unpack(r)
+	if code == int64(ErrNoBuf) {
+		return n, true, nil
+	}
+	return n, false, hotErr(opRx, code)
+}
+
+// RefillRxBurst gives back refill buffers of rx queue qid (memif_refill_queue
+// with headroom) and receives the next burst (memif_rx_burst) in one cgo
+// crossing: the fast receive loop. The views of the previous burst die here.
+func (c *Conn) RefillRxBurst(qid uint16, refill int, headroom uint16, bufs *Buffers, count int) (n int, more bool, err error) {
+	if err := bufs.checkCount(hotOps[opRefillRx], count); err != nil {
+		return 0, false, err
+	}
+	if refill < 0 || refill > 0xffff {
+		return 0, false, argErr(hotOps[opRefillRx], "refill", "%d is outside 0..65535", refill)
+	}
+	_, q, err := c.rxQueue(opRefillRx, qid)
+	if err != nil {
+		return 0, false, err
+	}
+	r := C.memifgo_refill_rx_burst(c.h, C.uint16_t(qid), C.uint16_t(refill), C.uint16_t(headroom),
+		bufs.p, C.uint16_t(count))
+	q.mu.Unlock()
+	n, code := unpack(r)
+	if code == int64(ErrNoBuf) {
+		return n, true, nil
+	}
+	return n, false, hotErr(opRefillRx, code)
+}
+
+// RefillQueue wraps memif_refill_queue: give count received buffers of rx
+// queue qid back to the ring, data starting headroom bytes into each buffer.
+// RefillAll refills the whole ring. Views of those buffers die here.
+func (c *Conn) RefillQueue(qid uint16, count int, headroom uint16) error {
+	if count < 0 || count > 0xffff {
+		return argErr(hotOps[opRefill], "count", "%d is outside 0..65535", count)
+	}
+	l, q, err := c.rxQueue(opRefill, qid)
+	if err != nil {
+		return err
+	}
+	if uint32(headroom) >= l.bufferSize {
+		q.mu.Unlock()
+		return argErr(hotOps[opRefill], "headroom", "%d leaves no room in %d-byte buffers", headroom, l.bufferSize)
+	}
+	code := C.memif_refill_queue(c.h, C.uint16_t(qid), C.uint16_t(count), C.uint16_t(headroom))
+	q.mu.Unlock()
+	return hotErr(opRefill, int64(code))
+}
+
+// RefillAll is the RefillQueue count that refills the whole ring.
+const RefillAll = refillWholeRing
+
+// BufferAlloc wraps memif_buffer_alloc: take count packets' worth of free
+// tx buffers of tx queue qid, each size bytes (chained when size exceeds the
+// buffer size), into bufs from index 0. n counts buffers, not packets. A
+// full ring returns the buffers it got with ErrNoBufRing. Write through
+// Data, then TxBurst.
+func (c *Conn) BufferAlloc(qid uint16, bufs *Buffers, count int, size uint16) (n int, err error) {
+	if err := bufs.checkCount(hotOps[opAlloc], count); err != nil {
+		return 0, err
+	}
+	l, q, err := c.txQueue(opAlloc, qid)
+	if err != nil {
+		return 0, err
+	}
+	// libmemif writes one descriptor per segment with no bound: keep it
+	// inside the batch.
+	if segs := (int(size) + int(l.bufferSize) - 1) / int(l.bufferSize); count*max(segs, 1) > len(bufs.b) {
+		q.mu.Unlock()
+		return 0, argErr(hotOps[opAlloc], "count", "%d packets of %d bytes need %d buffers, the batch has %d",
+			count, size, count*max(segs, 1), len(bufs.b))
+	}
+	r := C.memifgo_buffer_alloc(c.h, C.uint16_t(qid), bufs.p, C.uint16_t(count), C.uint16_t(size))
+	q.mu.Unlock()
+	n, code := unpack(r)
+	return n, hotErr(opAlloc, code)
+}
+
+// TxBurst wraps memif_tx_burst: send bufs[0:count] (from BufferAlloc or
+// BufferEnqTx, in order) on tx queue qid. Their views die here. Lengths
+// beyond the buffer size are rejected before C.
+func (c *Conn) TxBurst(qid uint16, bufs *Buffers, count int) (n int, err error) {
+	if err := bufs.checkCount(hotOps[opTx], count); err != nil {
+		return 0, err
+	}
+	l, q, err := c.txQueue(opTx, qid)
+	if err != nil {
+		return 0, err
+	}
+	for i := range bufs.b[:count] {
+		if uint32(bufs.b[i].len) > l.bufferSize {
+			q.mu.Unlock()
+			return 0, argErr(hotOps[opTx], "length", "buffer %d holds %d bytes, the buffer size is %d",
+				i, bufs.b[i].len, l.bufferSize)
+		}
+	}
+	r := C.memifgo_tx_burst(c.h, C.uint16_t(qid), bufs.p, C.uint16_t(count))
+	q.mu.Unlock()
+	n, code := unpack(r)
+	return n, hotErr(opTx, code)
+}
+
+// BufferEnqTx wraps memif_buffer_enq_tx (slave only): move received buffers
+// bufs[0:count] onto tx queue qid without copying, for a zero-copy
+// responder. Then TxBurst them, and still RefillQueue the rx queue by the
+// count received.
+func (c *Conn) BufferEnqTx(qid uint16, bufs *Buffers, count int) (n int, err error) {
+	if err := bufs.checkCount(hotOps[opEnqTx], count); err != nil {
+		return 0, err
+	}
+	if c.args.IsMaster {
+		return 0, argErr(hotOps[opEnqTx], "connection", "only a slave can enqueue rx buffers for tx")
+	}
+	_, q, err := c.txQueue(opEnqTx, qid)
+	if err != nil {
+		return 0, err
+	}
+	r := C.memifgo_buffer_enq_tx(c.h, C.uint16_t(qid), bufs.p, C.uint16_t(count))
+	q.mu.Unlock()
+	n, code := unpack(r)
+	return n, hotErr(opEnqTx, code)
+}
+
+// BufferRequeue wraps memif_buffer_requeue (slave only): swap the
+// descriptors of buffer i of a and buffer j of b.
+func (c *Conn) BufferRequeue(a *Buffers, i int, b *Buffers, j int) error {
+	const op = "memif_buffer_requeue"
+	if err := a.checkCount(op, i+1); err != nil || i < 0 {
+		return argErr(op, "a", "index %d is outside the batch", i)
+	}
+	if err := b.checkCount(op, j+1); err != nil || j < 0 {
+		return argErr(op, "b", "index %d is outside the batch", j)
+	}
+	if c.args.IsMaster {
+		return argErr(op, "connection", "only a slave can requeue buffers")
+	}
+	if a.b[i].queue == nil || b.b[j].queue == nil {
+		return argErr(op, "buffers", "both must come from a burst or an allocation")
+	}
+	l, err := c.session(op)
+	if err != nil {
+		return err
+	}
+	l.lockAll()
+	defer l.unlockAll()
+	if l.down {
+		return &Error{Op: op, Err: ErrDisconnected}
+	}
+	return codeErr(op, C.memif_buffer_requeue(c.h, &a.b[i], &b.b[j]))
+}
+
+// SetNextFreeBuffer wraps memif_set_next_free_buffer: the next BufferAlloc
+// on tx queue qid starts at buffer i of bufs (to give back allocated but
+// unsent buffers).
+func (c *Conn) SetNextFreeBuffer(qid uint16, bufs *Buffers, i int) error {
+	const op = "memif_set_next_free_buffer"
+	if err := bufs.checkCount(op, i+1); err != nil || i < 0 {
+		return argErr(op, "index", "%d is outside the batch", i)
+	}
+	_, q, err := c.txQueue(opTx, qid)
+	if err != nil {
+		return err
+	}
+	defer q.mu.Unlock()
+	return codeErr(op, C.memif_set_next_free_buffer(c.h, C.uint16_t(qid), &bufs.b[i]))
+}

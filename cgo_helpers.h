@@ -132,6 +132,22 @@ memifgo_set_timer (memif_socket_handle_t sock, int64_t ns)
   return memif_set_connection_request_timer (sock, t);
 }
 
+// memif_get_details packs its region and queue arrays right after the
+// strings, unaligned: copy elements out bytewise.
+static void
+memifgo_region_at (const memif_details_t *md, int i,
+		   memif_region_details_t *out)
+{
+  memcpy (out, (const char *) md->regions + i * sizeof (*out), sizeof (*out));
+}
+
+static void
+memifgo_queue_at (const memif_queue_details_t *q, int i,
+		  memif_queue_details_t *out)
+{
+  memcpy (out, (const char *) q + i * sizeof (*out), sizeof (*out));
+}
+
 // Hot-path wrappers return the count and the error code packed in one value
 // (count in the low 16 bits, memif_err_t above), so no Go pointer crosses and
 // nothing escapes to the heap.

@@ -102,7 +102,9 @@ func convertDetails(md *C.memif_details_t) *Details {
 		Error:          ustr(md.error),
 		LinkUp:         md.link_up_down == 1,
 	}
-	for _, r := range unsafe.Slice(md.regions, int(md.regions_num)) {
+	for i := 0; i < int(md.regions_num); i++ {
+		var r C.memif_region_details_t
+		C.memifgo_region_at(md, C.int(i), &r)
 		d.Regions = append(d.Regions, RegionDetails{
 			Index: uint8(r.index), Addr: r.addr, Size: uint32(r.size),
 			FD: int(r.fd), IsExternal: r.is_external != 0,
@@ -140,7 +142,9 @@ func negotiatedBufferSize(d *Details) uint32 {
 
 func queueDetails(p *C.memif_queue_details_t, n int) []QueueDetails {
 	out := make([]QueueDetails, 0, n)
-	for _, q := range unsafe.Slice(p, n) {
+	for i := 0; i < n; i++ {
+		var q C.memif_queue_details_t
+		C.memifgo_queue_at(p, C.int(i), &q)
 		out = append(out, QueueDetails{
 			Region: uint8(q.region), QID: uint16(q.qid), RingSize: uint32(q.ring_size),
 			Flags: uint16(q.flags), Head: uint16(q.head), Tail: uint16(q.tail),

@@ -41,26 +41,25 @@ func newDriver(t testing.TB, args *SocketArgs) *driver {
 func (d *driver) loop() {
 	defer close(d.done)
 	for {
-		err := d.s.PollEvent(-1)
-		if errors.Is(err, ErrPollCancel) {
-			for {
-				select {
-				case fn := <-d.reqs:
-					if fn == nil {
-						return
-					}
-					fn()
-					continue
-				default:
-				}
-				break
-			}
-			continue
-		}
+		// libmemif's CancelPollEvent is sticky (a shutdown signal, not a
+		// wake-up), so the loop wakes on a short timeout to run requests.
+		err := d.s.PollEvent(2 * time.Millisecond)
 		if err != nil {
 			d.mu.Lock()
 			d.errs = append(d.errs, err)
 			d.mu.Unlock()
+		}
+		for {
+			select {
+			case fn := <-d.reqs:
+				if fn == nil {
+					return
+				}
+				fn()
+				continue
+			default:
+			}
+			break
 		}
 	}
 }
@@ -69,7 +68,6 @@ func (d *driver) loop() {
 func (d *driver) do(fn func()) {
 	ran := make(chan struct{})
 	d.reqs <- func() { fn(); close(ran) }
-	require.NoError(d.t, d.s.CancelPollEvent())
 	select {
 	case <-ran:
 	case <-time.After(10 * time.Second):
@@ -110,7 +108,6 @@ func (d *driver) close() {
 		}
 	})
 	d.reqs <- nil
-	d.s.CancelPollEvent()
 	<-d.done
 	require.NoError(d.t, d.s.Delete())
 }

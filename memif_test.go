@@ -169,7 +169,7 @@ func waitAll(t *testing.T, wg *sync.WaitGroup, stop chan struct{}, timeout time.
 	case <-time.After(timeout):
 		close(stop)
 		<-done
-		t.Fatalf("traffic did not finish within %v", timeout)
+		t.Errorf("traffic did not finish within %v", timeout)
 	}
 }
 
@@ -213,7 +213,13 @@ func TestChainedPackets(t *testing.T) {
 }
 
 func TestInvalidArguments(t *testing.T) {
-	long := func(n int) string { b := make([]byte, n); for i := range b { b[i] = 'a' }; return "/tmp/" + string(b)[5:] }
+	long := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = 'a'
+		}
+		return "/tmp/" + string(b)[5:]
+	}
 	_, err := CreateSocket(&SocketArgs{Path: long(108)})
 	assertArgErr(t, err, "socket path")
 	_, err = CreateSocket(&SocketArgs{Path: "@x", AppName: long(32)})

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# memif-go's one entry point. libmemif is an installed system library: this
+# script finds it, it never builds it.
+#   ./build.sh            build the package and the examples into ./bin
+#   ./build.sh test       gofmt check, go vet, go test -race ./...
+#   ./build.sh demo [..]  run the loopback demo (flags go to examples/loopback)
+#   ./build.sh soak       the long tests (more cycles and packets)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# --- find libmemif: LIBMEMIF_PREFIX, the standard paths, or FD.io's libmemif-dev layout ---
+find_libmemif() {
+  local inc="" lib=""
+  local prefixes=()
+  [ -n "${LIBMEMIF_PREFIX:-}" ] && prefixes+=("$LIBMEMIF_PREFIX")
+  prefixes+=(/usr/local /usr)
+  for p in "${prefixes[@]}"; do
+    for d in "$p/include" "$p/include/memif"; do
+      if [ -z "$inc" ] && [ -f "$d/libmemif.h" ]; then inc="$d"; fi
+    done
+    for d in "$p/lib" "$p/lib64" "$p/lib/$(gcc -dumpmachine 2>/dev/null || echo x)"; do
+      if [ -z "$lib" ] && ls "$d"/libmemif.so* >/dev/null 2>&1; then lib="$d"; fi
+    done
+  done
+  if [ -z "$inc" ] || [ -z "$lib" ]; then
+    echo "build.sh: libmemif 4.0 not found (need libmemif.h and libmemif.so): install FD.io's libmemif-dev package, or build FD.io VPP extras/libmemif v26.06 and install it (set LIBMEMIF_PREFIX if not under /usr or /usr/local)" >&2
+    exit 1
+  fi
+  export CGO_ENABLED=1
+  export CGO_CFLAGS="${CGO_CFLAGS:--O2 -g} -I$inc"
+  export CGO_LDFLAGS="${CGO_LDFLAGS:-} -L$lib -Wl,-rpath,$lib"
+}
+
+cmd="${1:-build}"
+[ $# -gt 0 ] && shift
+find_libmemif
+
+case "$cmd" in
+  build)
+    go build ./...
+    mkdir -p bin
+    for d in examples/*/; do
+      [ -f "$d/main.go" ] && go build -o "bin/$(basename "$d")" "./$d"
+    done
+    echo "built: bin/$(ls bin | tr '\n' ' ')"
+    ;;
+  test)
+    unformatted=$(gofmt -l .)
+    if [ -n "$unformatted" ]; then echo "gofmt needed on: $unformatted" >&2; exit 1; fi
+    go vet ./...
+    go test -race -count=1 -timeout 20m ./... "$@"
+    ;;
+  demo)
+    go run ./examples/loopback "$@"
+    ;;
+  soak)
+    MEMIF_SOAK=1 go test -count=1 -timeout 60m -run 'Cycles|Traffic|Queues|Chained' ./... "$@"
+    ;;
+  *)
+    echo "usage: ./build.sh [build|test|demo|soak]" >&2; exit 2
+    ;;
+esac

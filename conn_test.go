@@ -397,6 +397,9 @@ func TestConnectDisconnectCycles(t *testing.T) {
 	if testing.Short() {
 		cycles = 100
 	}
+	if os.Getenv("MEMIF_SOAK") != "" {
+		cycles = 20_000
+	}
 	d := newDriver(t, &SocketArgs{Path: testSocketPath(t)})
 	mev := newEvents()
 	_, err := d.create(mev.wire(ConnArgs{IsMaster: true}))

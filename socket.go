@@ -11,6 +11,7 @@ import (
 	"errors"
 	"os"
 	"runtime/cgo"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -86,6 +87,7 @@ type Socket struct {
 	ext     ExternalRegion
 	conns   map[*Conn]struct{}
 	userLFD bool // listener fd came from SetListenerFD: not ours to close
+	epfd    int  // libmemif's internal epoll fd, -1 if unknown (see fdleak.go)
 }
 
 func checkName(op, arg, s string, max int) error {
@@ -123,7 +125,7 @@ func CreateSocket(args *SocketArgs) (*Socket, error) {
 	if a.ConnectionRequestTimer < 0 {
 		return nil, argErr(op, "connection request timer", "%v is negative", a.ConnectionRequestTimer)
 	}
-	s := &Socket{path: a.Path, onFD: a.OnControlFDUpdate, conns: map[*Conn]struct{}{}}
+	s := &Socket{path: a.Path, onFD: a.OnControlFDUpdate, conns: map[*Conn]struct{}{}, epfd: -1}
 	s.handle = cgo.NewHandle(s)
 
 	var ca C.memif_socket_args_t
@@ -133,9 +135,16 @@ func CreateSocket(args *SocketArgs) (*Socket, error) {
 	if s.onFD != nil {
 		withFD = 1
 	}
+	var before map[int]bool
+	if s.onFD == nil {
+		before = openFDSet()
+	}
 	s.mu.Lock()
 	code := C.memifgo_create_socket(&s.h, &ca, C.uintptr_t(s.handle), withFD)
 	err := s.finish(op, code)
+	if err == nil && s.onFD == nil {
+		s.epfd = findSocketEpoll(before)
+	}
 	if err == nil && a.ConnectionRequestTimer > 0 {
 		err = s.finish("memif_set_connection_request_timer",
 			C.memifgo_set_timer(s.h, C.int64_t(a.ConnectionRequestTimer)))
@@ -201,8 +210,9 @@ func (s *Socket) control(op string, call func() C.int) error {
 }
 
 // Delete wraps memif_delete_socket. All connections must be deleted first.
-// Beyond libmemif, it closes the listener fd libmemif leaves open and
-// removes the socket file it bound, so the path can be reused.
+// Beyond libmemif, it closes the fds libmemif leaves open (listener, poll
+// cancel eventfd, request timer; see fdleak.go) and removes the socket file
+// it bound, so the path can be reused.
 func (s *Socket) Delete() error {
 	const op = "memif_delete_socket"
 	locked, err := s.begin()
@@ -214,6 +224,13 @@ func (s *Socket) Delete() error {
 		return argErr(op, "socket", "%d connection(s) still use it; delete them first", n)
 	}
 	lfd := int(C.memif_get_listener_fd(s.h))
+	var leaked []int
+	if s.epfd >= 0 {
+		leaked = epollTargets(s.epfd)
+	}
+	if lfd > 0 && !slices.Contains(leaked, lfd) {
+		leaked = append(leaked, lfd)
+	}
 	s.cancelMu.Lock()
 	code := C.memif_delete_socket(&s.h)
 	if code == 0 {
@@ -223,12 +240,14 @@ func (s *Socket) Delete() error {
 	if err := s.finish(op, code); err != nil {
 		return err
 	}
-	if lfd > 0 && !s.userLFD {
-		unix.Close(lfd)
-		if !strings.HasPrefix(s.path, "@") {
-			if fi, err := os.Lstat(s.path); err == nil && fi.Mode()&os.ModeSocket != 0 {
-				os.Remove(s.path)
-			}
+	for _, fd := range leaked {
+		if fd != lfd || !s.userLFD {
+			unix.Close(fd)
+		}
+	}
+	if lfd > 0 && !s.userLFD && !strings.HasPrefix(s.path, "@") {
+		if fi, err := os.Lstat(s.path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			os.Remove(s.path)
 		}
 	}
 	s.handle.Delete()

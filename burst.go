@@ -232,7 +232,9 @@ func (c *Conn) BufferEnqTx(qid uint16, bufs *Buffers, count int) (n int, err err
 }
 
 // BufferRequeue wraps memif_buffer_requeue (slave only): swap the
-// descriptors of buffer i of a and buffer j of b.
+// descriptors of buffer i of a and buffer j of b, so a takes b's ring slot.
+// Both must carry a queue: buffers from RxBurst or BufferEnqTx (libmemif's
+// BufferAlloc leaves it unset, and libmemif would crash on it).
 func (c *Conn) BufferRequeue(a *Buffers, i int, b *Buffers, j int) error {
 	const op = "memif_buffer_requeue"
 	if err := a.checkCount(op, i+1); err != nil || i < 0 {

@@ -484,3 +484,70 @@ func TestAllocationFreeHotPath(t *testing.T) {
 	})
 	assert.Zero(t, allocs)
 }
+
+func TestSetNextFreeBufferAndRequeue(t *testing.T) {
+	p := connectPair(t, ConnArgs{}, ConnArgs{})
+	tx, _ := NewBuffers(4)
+	defer tx.Free()
+	n, err := p.master.BufferAlloc(0, tx, 4, 128)
+	require.NoError(t, err)
+	require.Equal(t, 4, n)
+	third := &tx.Data(2)[0]
+	// Give back buffers 2 and 3: the next allocation starts at buffer 2.
+	require.NoError(t, p.master.SetNextFreeBuffer(0, tx, 2))
+	for i := 0; i < 2; i++ {
+		fillPacket(tx.Data(i)[:128], 0, uint64(i))
+	}
+	sent, err := p.master.TxBurst(0, tx, 2)
+	require.NoError(t, err)
+	require.Equal(t, 2, sent)
+	one := tx.Slice(2, 4)
+	n, err = p.master.BufferAlloc(0, one, 1, 128)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	assert.Same(t, third, &one.Data(0)[0], "allocation resumed at the given-back buffer")
+	fillPacket(one.Data(0), 0, 2)
+	_, err = p.master.TxBurst(0, one, 1)
+	require.NoError(t, err)
+
+	// The slave receives three packets and sends one back without a copy.
+	rx, _ := NewBuffers(8)
+	defer rx.Free()
+	var got int
+	waitFor(t, 5*time.Second, "3 packets", func() bool {
+		n, _, err := p.slave.RxBurst(0, rx.Slice(got, 8), 8-got)
+		require.NoError(t, err)
+		got += n
+		return got == 3
+	})
+	for i := 0; i < 3; i++ {
+		_, seq, err := checkPacket(rx.Data(i))
+		require.NoError(t, err)
+		assert.Equal(t, uint64(i), seq)
+	}
+	// Enqueue packet 0 for tx, then requeue: packet 1's descriptor takes its
+	// tx slot (and packet 0 goes back to rx), so the echo carries seq 1.
+	q, err := p.slave.BufferEnqTx(0, rx, 1)
+	require.NoError(t, err)
+	require.Equal(t, 1, q)
+	require.NoError(t, p.slave.BufferRequeue(rx, 1, rx, 0))
+	_, err = p.slave.TxBurst(0, rx.Slice(1, 2), 1)
+	require.NoError(t, err)
+	require.NoError(t, p.slave.RefillQueue(0, 3, 0))
+	assert.ErrorIs(t, p.master.BufferRequeue(rx, 0, rx, 1), ErrInvalArg, "master cannot requeue")
+	fresh, _ := NewBuffers(1)
+	defer fresh.Free()
+	assert.ErrorIs(t, p.slave.BufferRequeue(rx, 0, fresh, 0), ErrInvalArg, "a never-filled buffer is refused before C")
+
+	mrx, _ := NewBuffers(4)
+	defer mrx.Free()
+	waitFor(t, 5*time.Second, "the echo", func() bool {
+		n, _, err = p.master.RxBurst(0, mrx, 4)
+		require.NoError(t, err)
+		return n == 1
+	})
+	_, seq, err := checkPacket(mrx.Data(0))
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), seq, "the requeued rx buffer went back unchanged")
+	require.NoError(t, p.master.RefillQueue(0, 1, 0))
+}

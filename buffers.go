@@ -33,6 +33,7 @@ const MaxBurst = 0xffff
 type Buffers struct {
 	p       *C.memif_buffer_t
 	b       []C.memif_buffer_t
+	caps    []uint32 // bytes each tx buffer may hold, checked by TxBurst
 	cleanup runtime.Cleanup
 	parent  *Buffers // keeps the memory of a Slice alive
 }
@@ -47,7 +48,7 @@ func NewBuffers(n int) (*Buffers, error) {
 	if p == nil {
 		return nil, &Error{Op: "NewBuffers", Err: ErrNoMem}
 	}
-	b := &Buffers{p: p, b: unsafe.Slice(p, n)}
+	b := &Buffers{p: p, b: unsafe.Slice(p, n), caps: make([]uint32, n)}
 	b.cleanup = runtime.AddCleanup(b, func(p *C.memif_buffer_t) { C.free(unsafe.Pointer(p)) }, p)
 	return b, nil
 }
@@ -66,8 +67,8 @@ func (b *Buffers) Data(i int) []byte {
 func (b *Buffers) Len(i int) int { return int(b.b[i].len) }
 
 // SetLen sets buffer i's length before TxBurst (for example to shrink a
-// buffer BufferAlloc sized generously). TxBurst rejects lengths beyond the
-// connection's buffer size.
+// buffer BufferAlloc sized generously). TxBurst rejects a length beyond what
+// BufferAlloc gave the buffer.
 func (b *Buffers) SetLen(i, n int) { b.b[i].len = C.uint32_t(n) }
 
 // HasNext reports MEMIF_BUFFER_FLAG_NEXT: the packet continues in buffer
@@ -115,7 +116,7 @@ func (b *Buffers) Slice(from, to int) *Buffers {
 	if from < 0 || to > len(b.b) || from >= to {
 		return nil // checkCount rejects a nil batch with a clear error
 	}
-	return &Buffers{p: &b.b[from], b: b.b[from:to], parent: b}
+	return &Buffers{p: &b.b[from], b: b.b[from:to], caps: b.caps[from:to], parent: b}
 }
 
 // Free releases the batch. It must not be in use by a burst.
@@ -123,7 +124,7 @@ func (b *Buffers) Free() {
 	if b.p != nil && b.parent == nil {
 		b.cleanup.Stop()
 		C.free(unsafe.Pointer(b.p))
-		b.p, b.b = nil, nil
+		b.p, b.b, b.caps = nil, nil, nil
 	}
 }
 

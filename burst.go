@@ -148,7 +148,7 @@ func (c *Conn) RefillQueue(qid uint16, count int, headroom uint16) error {
 	if err != nil {
 		return err
 	}
-	if uint32(headroom) >= l.bufferSize {
+	if !c.args.IsMaster && uint32(headroom) >= l.bufferSize { // a master's refill ignores headroom
 		q.mu.Unlock()
 		return argErr(hotOps[opRefill], "headroom", "%d leaves no room in %d-byte buffers", headroom, l.bufferSize)
 	}
@@ -173,35 +173,36 @@ func (c *Conn) BufferAlloc(qid uint16, bufs *Buffers, count int, size uint16) (n
 	if err != nil {
 		return 0, err
 	}
-	// libmemif writes one descriptor per segment with no bound: keep it
-	// inside the batch.
-	if segs := (int(size) + int(l.bufferSize) - 1) / int(l.bufferSize); count*max(segs, 1) > len(bufs.b) {
+	if err := l.checkAllocFits(qid, len(bufs.b), count, size); err != nil {
 		q.mu.Unlock()
-		return 0, argErr(hotOps[opAlloc], "count", "%d packets of %d bytes need %d buffers, the batch has %d",
-			count, size, count*max(segs, 1), len(bufs.b))
+		return 0, err
 	}
 	r := C.memifgo_buffer_alloc(c.h, C.uint16_t(qid), bufs.p, C.uint16_t(count), C.uint16_t(size))
 	q.mu.Unlock()
 	n, code := unpack(r)
+	for i := range bufs.caps[:n] {
+		bufs.caps[i] = uint32(bufs.b[i].len) // SetLen may shrink, never grow past this
+	}
 	return n, hotErr(opAlloc, code)
 }
 
 // TxBurst wraps memif_tx_burst: send bufs[0:count] (from BufferAlloc or
-// BufferEnqTx, in order) on tx queue qid. Their views die here. Lengths
-// beyond the buffer size are rejected before C.
+// BufferEnqTx, in order) on tx queue qid. Their views die here. A length
+// beyond what BufferAlloc gave the buffer (or, after BufferEnqTx, beyond the
+// buffer size) is rejected before C.
 func (c *Conn) TxBurst(qid uint16, bufs *Buffers, count int) (n int, err error) {
 	if err := bufs.checkCount(hotOps[opTx], count); err != nil {
 		return 0, err
 	}
-	l, q, err := c.txQueue(opTx, qid)
+	_, q, err := c.txQueue(opTx, qid)
 	if err != nil {
 		return 0, err
 	}
 	for i := range bufs.b[:count] {
-		if uint32(bufs.b[i].len) > l.bufferSize {
+		if uint32(bufs.b[i].len) > bufs.caps[i] {
 			q.mu.Unlock()
-			return 0, argErr(hotOps[opTx], "length", "buffer %d holds %d bytes, the buffer size is %d",
-				i, bufs.b[i].len, l.bufferSize)
+			return 0, argErr(hotOps[opTx], "length", "buffer %d holds %d bytes, it was allocated with %d",
+				i, bufs.b[i].len, bufs.caps[i])
 		}
 	}
 	r := C.memifgo_tx_burst(c.h, C.uint16_t(qid), bufs.p, C.uint16_t(count))
@@ -221,13 +222,16 @@ func (c *Conn) BufferEnqTx(qid uint16, bufs *Buffers, count int) (n int, err err
 	if c.args.IsMaster {
 		return 0, argErr(hotOps[opEnqTx], "connection", "only a slave can enqueue rx buffers for tx")
 	}
-	_, q, err := c.txQueue(opEnqTx, qid)
+	l, q, err := c.txQueue(opEnqTx, qid)
 	if err != nil {
 		return 0, err
 	}
 	r := C.memifgo_buffer_enq_tx(c.h, C.uint16_t(qid), bufs.p, C.uint16_t(count))
 	q.mu.Unlock()
 	n, code := unpack(r)
+	for i := range bufs.caps[:n] {
+		bufs.caps[i] = l.bufferSize // a slave's buffers are whole
+	}
 	return n, hotErr(opEnqTx, code)
 }
 
@@ -258,6 +262,7 @@ func (c *Conn) BufferRequeue(a *Buffers, i int, b *Buffers, j int) error {
 	if l.down {
 		return &Error{Op: op, Err: ErrDisconnected}
 	}
+	a.caps[i], b.caps[j] = l.bufferSize, l.bufferSize // slave: whole buffers
 	return codeErr(op, C.memif_buffer_requeue(c.h, &a.b[i], &b.b[j]))
 }
 
@@ -275,4 +280,25 @@ func (c *Conn) SetNextFreeBuffer(qid uint16, bufs *Buffers, i int) error {
 	}
 	defer q.mu.Unlock()
 	return codeErr(op, C.memif_set_next_free_buffer(c.h, C.uint16_t(qid), &bufs.b[i]))
+}
+
+// checkAllocFits refuses an allocation that could write past the batch:
+// libmemif writes one descriptor per segment with no bound but the ring's
+// free slots. Safe when the batch holds a whole ring, or when the worst case
+// (segments as long as the negotiated buffer size; 64 bytes if unknown, as on
+// a master whose peer's layout hides it) fits.
+func (l *link) checkAllocFits(qid uint16, batch, count int, size uint16) error {
+	if batch >= int(l.txRingSize[qid]) {
+		return nil
+	}
+	seg := int(l.bufferSize)
+	if seg == 0 {
+		seg = 64
+	}
+	need := count * max((int(size)+seg-1)/seg, 1)
+	if need > batch {
+		return argErr(hotOps[opAlloc], "count", "%d packets of %d bytes may need %d buffers, the batch has %d (a batch of the ring size, %d, always fits)",
+			count, size, need, batch, l.txRingSize[qid])
+	}
+	return nil
 }

@@ -59,6 +59,9 @@ func memifGoOnConnect(h C.uintptr_t) C.int {
 		}
 		l := &link{rx: make([]queue, len(d.RxQueues)), tx: make([]queue, len(d.TxQueues)),
 			bufferSize: negotiatedBufferSize(d)}
+		for _, q := range d.TxQueues {
+			l.txRingSize = append(l.txRingSize, q.RingSize)
+		}
 		c.link.Store(l)
 		for qid := range l.rx {
 			if err := c.RefillQueue(uint16(qid), RefillAll, c.args.RxHeadroom); err != nil {

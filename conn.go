@@ -81,8 +81,9 @@ type Conn struct {
 // see down and stay out of C.
 type link struct {
 	rx, tx     []queue
-	bufferSize uint32
-	down       bool // set with every queue lock held
+	bufferSize uint32   // 0 if the peer's layout hides it (see negotiatedBufferSize)
+	txRingSize []uint32 // descriptors per tx ring
+	down       bool     // set with every queue lock held
 }
 
 type queue struct {

@@ -112,7 +112,7 @@ func convertDetails(md *C.memif_details_t) *Details {
 	}
 	d.RxQueues = queueDetails(md.rx_queues, int(md.rx_queues_num))
 	d.TxQueues = queueDetails(md.tx_queues, int(md.tx_queues_num))
-	if bs := negotiatedBufferSize(d); bs <= 0xffff {
+	if bs := negotiatedBufferSize(d); bs != 0 && bs <= 0xffff {
 		for i := range d.RxQueues {
 			d.RxQueues[i].BufferSize = uint16(bs)
 		}
@@ -123,21 +123,37 @@ func convertDetails(md *C.memif_details_t) *Details {
 	return d
 }
 
-// negotiatedBufferSize is the slave's buffer size. libmemif reports it in the
-// queue details of a slave only (a master's say 0); the buffer region holds
-// one buffer per descriptor of every ring, so a master derives it from that.
+// negotiatedBufferSize is the slave's buffer size, or 0 if it cannot be
+// known. libmemif reports it in a slave's queue details only (a master's say
+// 0); the memif protocol never sends it. A master derives it from the
+// layout: libmemif and VPP slaves put the buffers, one per descriptor of
+// every ring, in region 1; DPDK puts them in region 0 after the rings, whose
+// header size depends on the peer's cache line, so only an exact division
+// is trusted.
 func negotiatedBufferSize(d *Details) uint32 {
 	all := append(append([]QueueDetails{}, d.RxQueues...), d.TxQueues...)
-	if len(all) == 0 {
+	if len(all) == 0 || all[0].RingSize == 0 {
 		return 0
 	}
 	if all[0].BufferSize != 0 {
 		return uint32(all[0].BufferSize)
 	}
-	if len(d.Regions) < 2 || all[0].RingSize == 0 {
-		return 0
+	slots := uint32(len(all)) * all[0].RingSize
+	switch len(d.Regions) {
+	case 2:
+		if d.Regions[1].Size%slots == 0 {
+			return d.Regions[1].Size / slots
+		}
+	case 1:
+		const desc = 16
+		for _, hdr := range []uint32{128, 192, 256, 384} {
+			rings := uint32(len(all)) * (hdr + desc*all[0].RingSize)
+			if d.Regions[0].Size > rings && (d.Regions[0].Size-rings)%slots == 0 {
+				return (d.Regions[0].Size - rings) / slots
+			}
+		}
 	}
-	return d.Regions[1].Size / (uint32(len(all)) * all[0].RingSize)
+	return 0
 }
 
 func queueDetails(p *C.memif_queue_details_t, n int) []QueueDetails {

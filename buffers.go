@@ -86,7 +86,9 @@ func (b *Buffers) SetNext(i int, next bool) {
 
 // PacketEnd returns the index just past the packet that starts at buffer i
 // among the first n buffers, following NEXT flags, and the packet's length.
-// Use it to walk chained packets without copying.
+// Use it to walk chained packets without copying. A burst can end inside a
+// chain: when HasNext(end-1) is still true, the packet continues in the
+// next burst.
 func (b *Buffers) PacketEnd(i, n int) (end, size int) {
 	for end = i; end < n; {
 		size += int(b.b[end].len)
@@ -99,7 +101,8 @@ func (b *Buffers) PacketEnd(i, n int) (end, size int) {
 }
 
 // AppendPacket copies the packet starting at buffer i (chain included) to
-// dst and returns it with the index of the next packet.
+// dst and returns it with the index of the next packet. As with PacketEnd,
+// a chain cut by the end of the burst is only a part (HasNext(next-1)).
 func (b *Buffers) AppendPacket(dst []byte, i, n int) ([]byte, int) {
 	end, _ := b.PacketEnd(i, n)
 	for j := i; j < end; j++ {

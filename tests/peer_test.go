@@ -141,6 +141,9 @@ func sendFrames(c *memif.Conn, qid, stream uint16, count int, size func(uint64) 
 		default:
 		}
 		if seq-res.received.Load()-res.lost.Load() >= window {
+			if !c.Connected() {
+				return fmt.Errorf("sender: %w", memif.ErrDisconnected)
+			}
 			runtime.Gosched()
 			continue
 		}

@@ -70,12 +70,13 @@ func TestDPDKSecret(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "memif.sock")
 	p := startTestpmd(t, "role=server,id=0,secret=tops3cret,socket="+sock+",socket-abstract=no", "io")
 	waitFile(t, sock, 30*time.Second, p.alive)
+	p.waitOutput(t, `(?m)^Port 0: `) // its interface exists: no "ID not found"
 
-	wrong := newEndpoint(t, memif.SocketArgs{Path: sock, ConnectionRequestTimer: 50 * time.Millisecond},
+	// testpmd 22.11 can rte_panic when a refused peer hangs up while it
+	// still writes (sendmsg EPIPE): retry slowly so a refusal is one event.
+	wrong := newEndpoint(t, memif.SocketArgs{Path: sock, ConnectionRequestTimer: 300 * time.Millisecond},
 		memif.ConnArgs{Secret: "wrong"})
-	// Refused: the peer says why. The first attempts may come before
-	// testpmd registered its interface ("ID not found"); wait for the
-	// secret check itself.
+	// Refused: the peer says why.
 	deadline := time.Now().Add(20 * time.Second)
 	var reason string
 	for !strings.Contains(strings.ToLower(reason), "secret") && time.Now().Before(deadline) {

@@ -84,11 +84,17 @@ func (p *testpmd) alive() error {
 // waitStarted waits until testpmd forwards.
 func (p *testpmd) waitStarted(t *testing.T) {
 	t.Helper()
+	p.waitOutput(t, `(?m)^Press enter to exit|forwarding packets/burst`)
+}
+
+// waitOutput waits (bounded) for testpmd to print a line matching re.
+func (p *testpmd) waitOutput(t *testing.T, re string) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
-	for !regexp.MustCompile(`(?m)^Press enter to exit|forwarding packets/burst`).MatchString(p.out.String()) {
+	for !regexp.MustCompile(re).MatchString(p.out.String()) {
 		require.NoError(t, p.alive())
 		if time.Now().After(deadline) {
-			t.Fatalf("testpmd did not start forwarding within 30s:\n%s", p.out.String())
+			t.Fatalf("testpmd did not print %q within 30s:\n%s", re, p.out.String())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -34,8 +34,16 @@ type Buffers struct {
 	p       *C.memif_buffer_t
 	b       []C.memif_buffer_t
 	caps    []uint32 // bytes each tx buffer may hold, checked by TxBurst
+	meta    *batchMeta
 	cleanup runtime.Cleanup
 	parent  *Buffers // keeps the memory of a Slice alive
+}
+
+// batchMeta is shared by a batch and its slices.
+type batchMeta struct {
+	// session is the link the batch was last filled on: a batch filled
+	// before a reconnect is never sent or refilled on the new link.
+	session *link
 }
 
 // NewBuffers allocates a batch of n descriptors (1..MaxBurst). Free releases
@@ -48,7 +56,7 @@ func NewBuffers(n int) (*Buffers, error) {
 	if p == nil {
 		return nil, &Error{Op: "NewBuffers", Err: ErrNoMem}
 	}
-	b := &Buffers{p: p, b: unsafe.Slice(p, n), caps: make([]uint32, n)}
+	b := &Buffers{p: p, b: unsafe.Slice(p, n), caps: make([]uint32, n), meta: &batchMeta{}}
 	b.cleanup = runtime.AddCleanup(b, func(p *C.memif_buffer_t) { C.free(unsafe.Pointer(p)) }, p)
 	return b, nil
 }
@@ -119,7 +127,7 @@ func (b *Buffers) Slice(from, to int) *Buffers {
 	if from < 0 || to > len(b.b) || from >= to {
 		return nil // checkCount rejects a nil batch with a clear error
 	}
-	return &Buffers{p: &b.b[from], b: b.b[from:to], caps: b.caps[from:to], parent: b}
+	return &Buffers{p: &b.b[from], b: b.b[from:to], caps: b.caps[from:to], meta: b.meta, parent: b}
 }
 
 // Free releases the batch. It must not be in use by a burst.

@@ -100,12 +100,13 @@ func (c *Conn) RxBurst(qid uint16, bufs *Buffers, count int) (n int, more bool, 
 	if err := bufs.checkCount(hotOps[opRx], count); err != nil {
 		return 0, false, err
 	}
-	_, q, err := c.rxQueue(opRx, qid)
+	l, q, err := c.rxQueue(opRx, qid)
 	if err != nil {
 		return 0, false, err
 	}
 	r := C.memifgo_rx_burst(c.h, C.uint16_t(qid), bufs.p, C.uint16_t(count))
 	q.mu.Unlock()
+	bufs.meta.session = l
 	n, code := unpack(r)
 	if code == int64(ErrNoBuf) {
 		return n, true, nil
@@ -123,13 +124,17 @@ func (c *Conn) RefillRxBurst(qid uint16, refill int, headroom uint16, bufs *Buff
 	if refill < 0 || refill > 0xffff {
 		return 0, false, argErr(hotOps[opRefillRx], "refill", "%d is outside 0..65535", refill)
 	}
-	_, q, err := c.rxQueue(opRefillRx, qid)
+	l, q, err := c.rxQueue(opRefillRx, qid)
 	if err != nil {
 		return 0, false, err
+	}
+	if bufs.meta.session != l {
+		refill = 0 // those buffers belonged to a session that ended; the new one starts full
 	}
 	r := C.memifgo_refill_rx_burst(c.h, C.uint16_t(qid), C.uint16_t(refill), C.uint16_t(headroom),
 		bufs.p, C.uint16_t(count))
 	q.mu.Unlock()
+	bufs.meta.session = l
 	n, code := unpack(r)
 	if code == int64(ErrNoBuf) {
 		return n, true, nil
@@ -164,7 +169,11 @@ const RefillAll = refillWholeRing
 // tx buffers of tx queue qid, each size bytes (chained when size exceeds the
 // buffer size), into bufs from index 0. n counts buffers, not packets. A
 // full ring returns the buffers it got with ErrNoBufRing. Write through
-// Data, then TxBurst.
+// Data, then TxBurst. On a master the slave chose the buffer lengths: unless
+// the batch holds a whole ring, allocation stops early (a short n, no error)
+// when the batch could not hold one more packet cut in half-size buffers. A
+// master can allocate only once the slave has refilled its ring, shortly
+// after OnConnect.
 func (c *Conn) BufferAlloc(qid uint16, bufs *Buffers, count int, size uint16) (n int, err error) {
 	if err := bufs.checkCount(hotOps[opAlloc], count); err != nil {
 		return 0, err
@@ -173,13 +182,28 @@ func (c *Conn) BufferAlloc(qid uint16, bufs *Buffers, count int, size uint16) (n
 	if err != nil {
 		return 0, err
 	}
-	if err := l.checkAllocFits(qid, len(bufs.b), count, size); err != nil {
-		q.mu.Unlock()
-		return 0, err
+	var r C.int64_t
+	if c.args.IsMaster && len(bufs.b) < int(l.txRingSize[qid]) {
+		// Segment lengths are the slave's choice: bound packet by packet.
+		seg := l.masterSegment()
+		worst := max((int(size)+seg-1)/seg, 1)
+		if worst > len(bufs.b) {
+			q.mu.Unlock()
+			return 0, argErr(hotOps[opAlloc], "size", "a %d-byte packet may take %d buffers here, the batch has %d (a batch of the ring size, %d, always fits)",
+				size, worst, len(bufs.b), l.txRingSize[qid])
+		}
+		r = C.memifgo_buffer_alloc_bounded(c.h, C.uint16_t(qid), bufs.p, C.uint16_t(len(bufs.b)),
+			C.uint16_t(count), C.uint16_t(size), C.uint16_t(worst))
+	} else {
+		if err := l.checkAllocFits(qid, len(bufs.b), count, size); err != nil {
+			q.mu.Unlock()
+			return 0, err
+		}
+		r = C.memifgo_buffer_alloc(c.h, C.uint16_t(qid), bufs.p, C.uint16_t(count), C.uint16_t(size))
 	}
-	r := C.memifgo_buffer_alloc(c.h, C.uint16_t(qid), bufs.p, C.uint16_t(count), C.uint16_t(size))
 	q.mu.Unlock()
 	n, code := unpack(r)
+	bufs.meta.session = l
 	for i := range bufs.caps[:n] {
 		bufs.caps[i] = uint32(bufs.b[i].len) // SetLen may shrink, never grow past this
 	}
@@ -194,9 +218,13 @@ func (c *Conn) TxBurst(qid uint16, bufs *Buffers, count int) (n int, err error) 
 	if err := bufs.checkCount(hotOps[opTx], count); err != nil {
 		return 0, err
 	}
-	_, q, err := c.txQueue(opTx, qid)
+	l, q, err := c.txQueue(opTx, qid)
 	if err != nil {
 		return 0, err
+	}
+	if count > 0 && bufs.meta.session != l {
+		q.mu.Unlock()
+		return 0, hotErrs[opTx][ErrDisconnected] // buffers of a session that ended
 	}
 	for i := range bufs.b[:count] {
 		if uint32(bufs.b[i].len) > bufs.caps[i] {
@@ -225,6 +253,10 @@ func (c *Conn) BufferEnqTx(qid uint16, bufs *Buffers, count int) (n int, err err
 	l, q, err := c.txQueue(opEnqTx, qid)
 	if err != nil {
 		return 0, err
+	}
+	if count > 0 && bufs.meta.session != l {
+		q.mu.Unlock()
+		return 0, hotErrs[opEnqTx][ErrDisconnected] // rx buffers of a session that ended
 	}
 	r := C.memifgo_buffer_enq_tx(c.h, C.uint16_t(qid), bufs.p, C.uint16_t(count))
 	q.mu.Unlock()
@@ -282,21 +314,30 @@ func (c *Conn) SetNextFreeBuffer(qid uint16, bufs *Buffers, i int) error {
 	return codeErr(op, C.memif_set_next_free_buffer(c.h, C.uint16_t(qid), &bufs.b[i]))
 }
 
-// checkAllocFits refuses an allocation that could write past the batch:
-// libmemif writes one descriptor per segment with no bound but the ring's
-// free slots. Safe when the batch holds a whole ring, or when the worst case
-// (segments as long as the negotiated buffer size; 64 bytes if unknown, as on
-// a master whose peer's layout hides it) fits.
+// masterSegment is the shortest buffer a master assumes its slave offers:
+// half the slave's buffer size (libmemif slaves refill with headroom taken
+// off the buffer; VPP and DPDK offer whole buffers), or 64 bytes when the
+// buffer size is unknown.
+func (l *link) masterSegment() int {
+	return max(int(l.bufferSize)/2, minSegment)
+}
+
+// minSegment is the shortest buffer a master ever assumes.
+const minSegment = 64
+
+// checkAllocFits refuses one memif_buffer_alloc of count packets that could
+// write past a batch of batch descriptors: libmemif writes one descriptor per
+// segment, bounded only by the ring's free slots. Segments are the buffer
+// size on a slave, but the slave's choice on a master (see masterSegment). A batch holding the whole ring always fits.
 func (l *link) checkAllocFits(qid uint16, batch, count int, size uint16) error {
 	if batch >= int(l.txRingSize[qid]) {
 		return nil
 	}
 	seg := int(l.bufferSize)
-	if seg == 0 {
-		seg = 64
+	if l.master {
+		seg = l.masterSegment()
 	}
-	need := count * max((int(size)+seg-1)/seg, 1)
-	if need > batch {
+	if need := count * max((int(size)+seg-1)/seg, 1); need > batch {
 		return argErr(hotOps[opAlloc], "count", "%d packets of %d bytes may need %d buffers, the batch has %d (a batch of the ring size, %d, always fits)",
 			count, size, need, batch, l.txRingSize[qid])
 	}

@@ -58,7 +58,7 @@ func memifGoOnConnect(h C.uintptr_t) C.int {
 			return fmt.Errorf("reading negotiated queues: %w", Errno(code))
 		}
 		l := &link{rx: make([]queue, len(d.RxQueues)), tx: make([]queue, len(d.TxQueues)),
-			bufferSize: negotiatedBufferSize(d)}
+			bufferSize: negotiatedBufferSize(d), master: c.args.IsMaster}
 		for _, q := range d.TxQueues {
 			l.txRingSize = append(l.txRingSize, q.RingSize)
 		}

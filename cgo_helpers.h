@@ -199,6 +199,28 @@ memifgo_buffer_alloc (memif_conn_handle_t conn, uint16_t qid,
   return MEMIFGO_PACK (err, n);
 }
 
+// A master's tx descriptors have the lengths the slave gave them, unknown
+// here, and memif_buffer_alloc writes one memif_buffer_t per segment with no
+// bound. Allocate packet by packet and stop while the batch can still hold
+// the worst case (worst segments) of one more packet.
+static int64_t
+memifgo_buffer_alloc_bounded (memif_conn_handle_t conn, uint16_t qid,
+			      memif_buffer_t *bufs, uint16_t nbufs,
+			      uint16_t count, uint16_t size, uint16_t worst)
+{
+  uint16_t used = 0, n;
+  int err = MEMIF_ERR_SUCCESS;
+  for (uint16_t k = 0; k < count && nbufs - used >= worst; k++)
+    {
+      n = 0;
+      err = memif_buffer_alloc (conn, qid, bufs + used, 1, &n, size);
+      used += n;
+      if (err != MEMIF_ERR_SUCCESS || n == 0)
+	break;
+    }
+  return MEMIFGO_PACK (err, used);
+}
+
 static int64_t
 memifgo_buffer_enq_tx (memif_conn_handle_t conn, uint16_t qid,
 		       memif_buffer_t *bufs, uint16_t count)

@@ -39,7 +39,11 @@ type ConnArgs struct {
 	// Secret, if set, must match the peer's (at most MaxSecretLen bytes).
 	Secret string
 	// Ring counts and sizes; zero means libmemif's default (1 ring each
-	// way, 2048-byte buffers, 2^10 descriptors). The slave's values win.
+	// way, 2048-byte buffers, 2^10 descriptors). The slave decides them: a
+	// master accepts whatever ring counts its slave brings (libmemif's own
+	// cap makes it refuse more, and that failed handshake munmaps address
+	// 0 onwards, which kills a non-PIE process), so a master's ring counts
+	// are ignored.
 	NumS2MRings  uint8
 	NumM2SRings  uint8
 	BufferSize   uint16
@@ -83,7 +87,8 @@ type link struct {
 	rx, tx     []queue
 	bufferSize uint32   // 0 if the peer's layout hides it (see negotiatedBufferSize)
 	txRingSize []uint32 // descriptors per tx ring
-	down       bool     // set with every queue lock held
+	master     bool
+	down       bool // set with every queue lock held
 }
 
 type queue struct {
@@ -136,6 +141,9 @@ func Create(args *ConnArgs) (*Conn, error) {
 	copyUString(ca.interface_name[:], a.InterfaceName)
 	ca.num_s2m_rings = C.uint8_t(a.NumS2MRings)
 	ca.num_m2s_rings = C.uint8_t(a.NumM2SRings)
+	if a.IsMaster {
+		ca.num_s2m_rings, ca.num_m2s_rings = 255, 255
+	}
 	ca.buffer_size = C.uint16_t(a.BufferSize)
 	ca.log2_ring_size = C.uint8_t(a.Log2RingSize)
 	if a.IsMaster {

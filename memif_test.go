@@ -282,8 +282,10 @@ func TestBurstArgumentErrors(t *testing.T) {
 	assert.ErrorIs(t, err, ErrQID)
 	_, err = p.master.BufferAlloc(0, bufs, 9, 64)
 	assertArgErr(t, err, "count")
-	_, err = p.master.BufferAlloc(0, bufs, 2, 9000) // 2 chains of 5 do not fit in 8
+	_, err = p.slave.BufferAlloc(0, bufs, 2, 9000) // 2 chains of 5 do not fit in 8
 	assertArgErr(t, err, "count")
+	_, err = p.master.BufferAlloc(0, bufs, 1, 9000) // a master assumes half-size segments: 9
+	assertArgErr(t, err, "size")
 	_, err = p.master.BufferEnqTx(0, bufs, 1)
 	assertArgErr(t, err, "connection")
 	assert.ErrorIs(t, p.slave.RefillQueue(0, 1, 2048), ErrInvalArg)

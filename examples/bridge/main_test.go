@@ -1,0 +1,495 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/memif-go/memif"
+	"github.com/memif-go/memif/internal/exutil"
+	"github.com/memif-go/memif/internal/pkt"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+const frames = 20000
+
+// frameSize spreads frames over 64..1500 bytes, with a 4000-byte frame (a
+// chain of two 2048-byte buffers) now and then.
+func frameSize(seq uint64) int {
+	if seq%97 == 3 {
+		return 4000
+	}
+	return 64 + int(seq*7919%1437)
+}
+
+// TestBridgeForwardsBothWays runs the bridge as slave between two masters
+// of this test and checks every frame each way, then the exit counters.
+func TestBridgeForwardsBothWays(t *testing.T) {
+	pathA := fmt.Sprintf("@bridge-test-a-%d", os.Getpid())
+	pathB := fmt.Sprintf("@bridge-test-b-%d", os.Getpid())
+	a := newPeer(t, pathA, true, 1)
+	b := newPeer(t, pathB, true, 1)
+	br := startBridge(t, "-a-socket", pathA, "-b-socket", pathB, "-stats", "100ms", "-tx-wait", "20s")
+	br.waitUp(t, a, b)
+
+	deadline := time.Now().Add(2 * time.Minute)
+	type result struct {
+		name string
+		recv bool
+		tr   pkt.Tracker
+		err  error
+	}
+	results := make(chan result, 4)
+	var wg sync.WaitGroup
+	for _, d := range []struct {
+		name     string
+		from, to *peer
+		stream   uint16
+	}{{"a->b", a, b, 1}, {"b->a", b, a, 2}} {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread()
+			results <- result{name: d.name + " send", err: d.from.send(0, d.stream, frames, deadline)}
+		}()
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread()
+			tr, err := d.to.receive(0, d.stream, frames, deadline)
+			results <- result{name: d.name + " receive", recv: true, tr: tr, err: err}
+		}()
+	}
+	wg.Wait()
+	close(results)
+	for r := range results {
+		require.NoError(t, r.err, "%s; bridge: %s", r.name, br)
+		if r.recv {
+			require.Equal(t, uint64(frames), r.tr.Received, r.name)
+			require.Zero(t, r.tr.Lost, r.name)
+			require.Zero(t, r.tr.Reordered, r.name)
+		}
+	}
+	// The periodic counters catch up with what arrived.
+	require.True(t, br.stdout.waitFor(regexp.MustCompile(fmt.Sprintf(
+		`(?m)^a->b forwarded %d ring-full 0 down 0 oversize 0 \| b->a forwarded %d `, frames, frames)), 20*time.Second), "%s", br)
+	require.Equal(t, []int{frames, 0, 0, 0, frames, 0, 0, 0}, br.stop(t))
+}
+
+// TestBridgeLinkFlap takes B's link down and up again: frames meanwhile
+// are dropped and counted, traffic resumes after.
+func TestBridgeLinkFlap(t *testing.T) {
+	pathA := fmt.Sprintf("@bridge-test-fa-%d", os.Getpid())
+	pathB := fmt.Sprintf("@bridge-test-fb-%d", os.Getpid())
+	a := newPeer(t, pathA, true, 1)
+	b := newPeer(t, pathB, true, 1)
+	br := startBridge(t, "-a-socket", pathA, "-b-socket", pathB, "-stats", "20ms", "-tx-wait", "20s")
+	br.waitUp(t, a, b)
+	deadline := time.Now().Add(time.Minute)
+	pass := func(stream uint16, n int) {
+		errs := make(chan error, 1)
+		go func() { errs <- a.send(0, stream, n, deadline) }()
+		tr, err := b.receive(0, stream, n, deadline)
+		require.NoError(t, err, "%s", br)
+		require.NoError(t, <-errs)
+		require.Equal(t, pkt.Tracker{Next: uint64(n), Received: uint64(n)}, tr)
+	}
+	pass(3, 1000)
+
+	require.NoError(t, b.conn.Delete())
+	require.True(t, br.stderr.waitFor(regexp.MustCompile(`b down`), 20*time.Second), "%s", br)
+	require.NoError(t, a.send(0, 4, 500, deadline))
+	require.True(t, br.stdout.waitFor(regexp.MustCompile(`(?m)^a->b forwarded 1000 ring-full 0 down 500 `), 20*time.Second), "%s", br)
+
+	b.open()
+	br.waitUp(t, b)
+	require.True(t, br.stderr.waitFor(regexp.MustCompile(`(?s)b down.*b up`), 20*time.Second), "%s", br)
+	pass(5, 1000)
+	require.Equal(t, []int{2000, 0, 500, 0, 0, 0, 0, 0}, br.stop(t))
+}
+
+// TestBridgeQueuesMasterRole runs the bridge with two queues, as slave on
+// A and master on B: each rx queue goes out on the tx queue of its number.
+func TestBridgeQueuesMasterRole(t *testing.T) {
+	const n = 3000
+	pathA := fmt.Sprintf("@bridge-test-qa-%d", os.Getpid())
+	pathB := fmt.Sprintf("@bridge-test-qb-%d", os.Getpid())
+	a := newPeer(t, pathA, true, 2)
+	br := startBridge(t, "-a-socket", pathA, "-a-queues", "2", "-b-socket", pathB, "-b-role", "master",
+		"-stats", "0", "-tx-wait", "20s")
+	b := newPeer(t, pathB, false, 2)
+	br.waitUp(t, a, b)
+
+	deadline := time.Now().Add(time.Minute)
+	errs := make(chan error, 8)
+	trs := make(chan pkt.Tracker, 4)
+	var wg sync.WaitGroup
+	for q := range uint16(2) {
+		for _, d := range []struct{ from, to *peer }{{a, b}, {b, a}} {
+			stream := 10 + q
+			if d.from == b {
+				stream += 10
+			}
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				errs <- d.from.send(q, stream, n, deadline)
+			}()
+			go func() {
+				defer wg.Done()
+				tr, err := d.to.receive(q, stream, n, deadline)
+				errs <- err
+				trs <- tr
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	close(trs)
+	for err := range errs {
+		require.NoError(t, err, "%s", br)
+	}
+	for tr := range trs {
+		require.Equal(t, pkt.Tracker{Next: n, Received: n}, tr)
+	}
+	require.Equal(t, []int{2 * n, 0, 0, 0, 2 * n, 0, 0, 0}, br.stop(t))
+}
+
+// bridgeProc is a running bridge.
+type bridgeProc struct {
+	cmd            *exec.Cmd
+	stdout, stderr output
+	exited         chan struct{}
+	err            error
+}
+
+var buildOnce = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "bridge-test")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "bridge")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("%v: %s", err, out)
+	}
+	return bin, nil
+})
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if bin, err := buildOnce(); err == nil {
+		os.RemoveAll(filepath.Dir(bin))
+	}
+	os.Exit(code)
+}
+
+func startBridge(t *testing.T, args ...string) *bridgeProc {
+	bin, err := buildOnce()
+	require.NoError(t, err)
+	p := &bridgeProc{cmd: exec.Command(bin, args...), exited: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+	require.NoError(t, p.cmd.Start())
+	go func() { p.err = p.cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-p.exited:
+		default:
+			p.cmd.Process.Kill()
+			<-p.exited
+		}
+	})
+	return p
+}
+
+func (p *bridgeProc) String() string { return p.stdout.String() + p.stderr.String() }
+
+// waitUp waits for the links of ms. Our masters are up before the
+// bridge's slaves are: wait for its word too, or frames for a side it does
+// not see up yet would be dropped.
+func (p *bridgeProc) waitUp(t *testing.T, ms ...*peer) {
+	for _, m := range ms {
+		_, err := m.ev.WaitUp(20 * time.Second)
+		require.NoError(t, err, "bridge: %s", p)
+	}
+	require.True(t, p.stderr.waitFor(regexp.MustCompile(`(?s)(a up.*b up)|(b up.*a up)`), 20*time.Second), "%s", p)
+}
+
+// stop sends SIGINT, expects exit status 0 and returns the final counters:
+// a->b forwarded, ring-full, down, oversize, then b->a.
+func (p *bridgeProc) stop(t *testing.T) []int {
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGINT))
+	select {
+	case <-p.exited:
+		require.NoError(t, p.err, "bridge: %s", p)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("bridge did not exit on SIGINT: %s", p)
+	}
+	m := regexp.MustCompile(`total: a->b forwarded (\d+) ring-full (\d+) down (\d+) oversize (\d+) \| ` +
+		`b->a forwarded (\d+) ring-full (\d+) down (\d+) oversize (\d+)`).FindStringSubmatch(p.stdout.String())
+	require.NotNil(t, m, "%s", p)
+	var got []int
+	for _, s := range m[1:] {
+		n, _ := strconv.Atoi(s)
+		got = append(got, n)
+	}
+	return got
+}
+
+// TestBridgeFlags checks that bad flags fail with a message.
+func TestBridgeFlags(t *testing.T) {
+	bin, err := buildOnce()
+	require.NoError(t, err)
+	for args, msg := range map[string]string{
+		"-b-socket @x":                           "-a-socket is required",
+		"-a-socket @x -b-socket @y -a-role boss": `-a-role "boss" is neither`,
+		"-a-socket @x -b-socket @y -burst 0":     "-burst 0 is outside",
+	} {
+		out, err := exec.Command(bin, regexp.MustCompile(` +`).Split(args, -1)...).CombinedOutput()
+		require.Error(t, err, args)
+		require.Contains(t, string(out), msg, args)
+	}
+}
+
+// peer is one end of the test: an interface on its own socket.
+type peer struct {
+	t      *testing.T
+	sock   *memif.Socket
+	master bool
+	queues int
+	conn   *memif.Conn
+	ev     *exutil.Events
+	// views guards shared memory: OnDisconnect waits for the goroutines
+	// using it, since the regions are unmapped right after.
+	views sync.RWMutex
+	down  bool
+}
+
+func newPeer(t *testing.T, path string, master bool, queues int) *peer {
+	sargs := &memif.SocketArgs{Path: path}
+	if !master {
+		sargs.ConnectionRequestTimer = 20 * time.Millisecond // until the bridge listens
+	}
+	sock, err := memif.CreateSocket(sargs)
+	require.NoError(t, err)
+	m := &peer{t: t, sock: sock, master: master, queues: queues}
+	m.open()
+	drv := exutil.Drive(sock)
+	t.Cleanup(func() {
+		m.conn.Delete()
+		drv.Stop()
+		sock.Delete()
+	})
+	return m
+}
+
+// open creates the interface (again, after Delete).
+func (m *peer) open() {
+	m.ev = exutil.NewEvents()
+	m.down = false
+	args := memif.ConnArgs{Socket: m.sock, IsMaster: m.master, InterfaceName: "test",
+		NumS2MRings: uint8(m.queues), NumM2SRings: uint8(m.queues),
+		OnDisconnect: func(*memif.Conn) error {
+			m.views.Lock()
+			m.down = true
+			m.views.Unlock()
+			return nil
+		}}
+	m.ev.Wire(&args)
+	var err error
+	m.conn, err = memif.Create(&args)
+	require.NoError(m.t, err)
+}
+
+var errDown = errors.New("link went down")
+
+// send transmits count frames of stream, one allocation per frame (chains
+// need their own) and one tx burst per batch. A full ring is retried.
+func (m *peer) send(q, stream uint16, count int, deadline time.Time) error {
+	// A master's allocation is bounded for 64-byte segments (the slave chose
+	// the lengths) unless the batch holds a ring.
+	d, err := m.conn.Details()
+	if err != nil {
+		return err
+	}
+	bufs, err := memif.NewBuffers(int(d.TxQueues[q].RingSize))
+	if err != nil {
+		return err
+	}
+	defer bufs.Free()
+	at := make([]*memif.Buffers, bufs.Cap())
+	for i := range at {
+		at[i] = bufs.Slice(i, bufs.Cap())
+	}
+	scratch := make([]byte, 4000)
+	m.views.RLock()
+	defer m.views.RUnlock()
+	used, batch := 0, 0
+	flush := func() error {
+		if used == 0 {
+			return nil
+		}
+		_, err := m.conn.TxBurst(q, bufs, used)
+		used, batch = 0, 0
+		return err
+	}
+	for seq := uint64(0); seq < uint64(count); {
+		if m.down {
+			return errDown
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("sent %d of %d frames before the deadline", seq, count)
+		}
+		size := frameSize(seq)
+		if bufs.Cap()-used < (size+63)/64 || batch == 32 {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		n, err := m.conn.BufferAlloc(q, at[used], 1, uint16(size))
+		if n == 0 {
+			if !errors.Is(err, memif.ErrNoBufRing) {
+				return err
+			}
+			if err := flush(); err != nil {
+				return err
+			}
+			// Ring full: the bridge holds back. Let it run.
+			m.views.RUnlock()
+			runtime.Gosched()
+			m.views.RLock()
+			continue
+		}
+		frame := scratch[:size]
+		pkt.Fill(frame, stream, seq)
+		for i, off := used, 0; i < used+n; i++ {
+			off += copy(bufs.Data(i), frame[off:])
+		}
+		used += n
+		batch++
+		seq++
+	}
+	return flush()
+}
+
+// receive takes frames of stream until count arrived, checking each
+// (content, length for its sequence number, order).
+func (m *peer) receive(q, stream uint16, count int, deadline time.Time) (pkt.Tracker, error) {
+	var tr pkt.Tracker
+	bufs, err := memif.NewBuffers(256)
+	if err != nil {
+		return tr, err
+	}
+	defer bufs.Free()
+	efd, err := m.conn.QueueEventFD(q)
+	if err != nil {
+		return tr, err
+	}
+	pfd := []unix.PollFd{{Fd: int32(efd), Events: unix.POLLIN}}
+	chain := make([]byte, 0, 8192)
+	refill, idle := 0, 0
+	for tr.Received < uint64(count) {
+		if time.Now().After(deadline) {
+			return tr, fmt.Errorf("received %d of %d frames before the deadline", tr.Received, count)
+		}
+		m.views.RLock()
+		if m.down {
+			m.views.RUnlock()
+			return tr, errDown
+		}
+		n, _, err := m.conn.RefillRxBurst(q, refill, 0, bufs, bufs.Cap())
+		refill = n
+		if err != nil {
+			m.views.RUnlock()
+			return tr, err
+		}
+		for i := 0; i < n; i++ {
+			chain = append(chain, bufs.Data(i)...)
+			if bufs.HasNext(i) { // may go on in the next burst
+				continue
+			}
+			s, seq, err := pkt.Check(chain)
+			if err == nil && s != stream {
+				err = fmt.Errorf("seq %d: stream %d, want %d", seq, s, stream)
+			}
+			if err == nil && len(chain) != frameSize(seq) {
+				err = fmt.Errorf("seq %d: %d bytes, want %d", seq, len(chain), frameSize(seq))
+			}
+			if err != nil {
+				m.views.RUnlock()
+				return tr, err
+			}
+			tr.See(seq)
+			chain = chain[:0]
+		}
+		m.views.RUnlock()
+		if n > 0 {
+			idle = 0
+		} else if idle++; idle < 64 {
+			runtime.Gosched()
+		} else {
+			unix.Poll(pfd, 10) // bounded: rx_burst may eat a racing interrupt
+		}
+	}
+	m.views.RLock()
+	defer m.views.RUnlock()
+	if !m.down {
+		m.conn.RefillQueue(q, refill, 0)
+	}
+	return tr, nil
+}
+
+// output collects a process's output and lets a test wait for a pattern.
+type output struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	changed chan struct{}
+}
+
+func (o *output) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.buf.Write(p)
+	if o.changed != nil {
+		close(o.changed)
+		o.changed = nil
+	}
+	return len(p), nil
+}
+
+func (o *output) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.buf.String()
+}
+
+// waitFor waits until the output matches re, or timeout.
+func (o *output) waitFor(re *regexp.Regexp, timeout time.Duration) bool {
+	after := time.After(timeout)
+	for {
+		o.mu.Lock()
+		if re.Match(o.buf.Bytes()) {
+			o.mu.Unlock()
+			return true
+		}
+		if o.changed == nil {
+			o.changed = make(chan struct{})
+		}
+		ch := o.changed
+		o.mu.Unlock()
+		select {
+		case <-ch:
+		case <-after:
+			return false
+		}
+	}
+}

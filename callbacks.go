@@ -17,6 +17,8 @@ import (
 	"runtime/cgo"
 	"runtime/debug"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // errCallbackCode is what a failed callback returns to libmemif.
@@ -28,9 +30,9 @@ func connOf(h C.uintptr_t) *Conn { return cgo.Handle(h).Value().(*Conn) }
 // recovered here, before it can unwind through C frames, and kept (with an
 // error the callback returned) for the control call in progress to return.
 func (s *Socket) runCallback(name string, fn func() error) (code C.int) {
-	prev := s.inCB.Swap(true)
+	prev := s.cbTID.Swap(int64(unix.Gettid()))
 	defer func() {
-		s.inCB.Store(prev)
+		s.cbTID.Store(prev)
 		if p := recover(); p != nil {
 			s.keepCallbackErr(&CallbackError{Callback: name, Panic: p, Stack: debug.Stack()})
 			code = errCallbackCode

@@ -551,3 +551,38 @@ func TestSetNextFreeBufferAndRequeue(t *testing.T) {
 	assert.Equal(t, uint64(1), seq, "the requeued rx buffer went back unchanged")
 	require.NoError(t, p.master.RefillQueue(0, 1, 0))
 }
+
+// TestControlCallWaitsForCallback: while a callback runs on the control
+// goroutine, another goroutine's control call waits; the callback's own
+// calls go straight in.
+func TestControlCallWaitsForCallback(t *testing.T) {
+	d := newDriver(t, &SocketArgs{Path: testSocketPath(t)})
+	master, err := d.create(ConnArgs{IsMaster: true})
+	require.NoError(t, err)
+	var released atomic.Bool
+	result := make(chan bool, 1)
+	inside := make(chan error, 1)
+	_, err = d.create(ConnArgs{OnConnect: func(c *Conn) error {
+		_, err := c.Details() // reentrant: must not deadlock
+		inside <- err
+		go func() {
+			master.Details() // another goroutine: must wait for the callback
+			result <- released.Load()
+		}()
+		select {
+		case <-result:
+			result <- false // it got in while the callback ran
+		case <-time.After(200 * time.Millisecond):
+		}
+		released.Store(true)
+		return nil
+	}})
+	require.NoError(t, err)
+	require.NoError(t, <-inside)
+	select {
+	case ok := <-result:
+		assert.True(t, ok, "a control call from another goroutine ran during a callback")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the other goroutine's control call never completed")
+	}
+}

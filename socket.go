@@ -75,8 +75,8 @@ type SocketArgs struct {
 
 // Socket is a memif socket (memif_socket_handle_t) and its connections.
 type Socket struct {
-	mu       sync.Mutex  // one goroutine on the control path at a time
-	inCB     atomic.Bool // a callback runs on the goroutine holding mu
+	mu       sync.Mutex   // one goroutine on the control path at a time
+	cbTID    atomic.Int64 // OS thread running a callback (holding mu), or 0
 	cancelMu sync.RWMutex
 	cbErr    error // first callback failure during the current control call
 
@@ -167,9 +167,11 @@ func copyCString(dst []C.char, s string) {
 }
 
 // begin enters the control path; end leaves it. A call made from inside a
-// callback already runs on the goroutine that holds mu.
+// callback already holds mu: it is recognised by its OS thread, to which
+// the goroutine is locked for the length of the cgo callback (a flag alone
+// would let every other goroutine in too).
 func (s *Socket) begin() (locked bool, err error) {
-	if s.inCB.Load() {
+	if tid := s.cbTID.Load(); tid != 0 && tid == int64(unix.Gettid()) {
 		if s.h == nil {
 			return false, ErrDeleted
 		}

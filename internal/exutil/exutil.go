@@ -61,28 +61,31 @@ func NewEvents() *Events {
 	return &Events{Up: make(chan *memif.Conn, 8), Down: make(chan *memif.Conn, 8)}
 }
 
-// Wire sets a's OnConnect and OnDisconnect to feed e (chaining any already set).
+// Wire sets a's OnConnect and OnDisconnect to feed e, after running any
+// callbacks already set (so a waiter sees their work done).
 func (e *Events) Wire(a *memif.ConnArgs) {
 	up, down := a.OnConnect, a.OnDisconnect
 	a.OnConnect = func(c *memif.Conn) error {
+		var err error
+		if up != nil {
+			err = up(c)
+		}
 		select {
 		case e.Up <- c:
 		default:
 		}
-		if up != nil {
-			return up(c)
-		}
-		return nil
+		return err
 	}
 	a.OnDisconnect = func(c *memif.Conn) error {
+		var err error
+		if down != nil {
+			err = down(c)
+		}
 		select {
 		case e.Down <- c:
 		default:
 		}
-		if down != nil {
-			return down(c)
-		}
-		return nil
+		return err
 	}
 }
 

@@ -1,6 +1,6 @@
 # memif-go with FD.io's released libmemif and VPP packages (never built here).
 #   docker build -t memif-go .
-#   docker run --rm --privileged memif-go          # ./build.sh test against the packaged libmemif
+#   docker run --rm --privileged memif-go          # ./build.sh test: unit, examples, DPDK and VPP interop
 FROM ubuntu:24.04
 
 ARG VPP_RELEASE=26.06-release
@@ -8,7 +8,7 @@ ARG GO_VERSION=1.26.8
 ENV DEBIAN_FRONTEND=noninteractive
 
 RUN apt-get update && apt-get install -y --no-install-recommends \
-        ca-certificates curl gnupg gcc libc6-dev git iproute2 \
+        ca-certificates curl gnupg gcc libc6-dev git iproute2 dpdk dpdk-dev tshark \
     && curl -fsSL https://packagecloud.io/install/repositories/fdio/release/script.deb.sh | bash \
     && apt-get install -y --no-install-recommends \
         libmemif=${VPP_RELEASE} libmemif-dev=${VPP_RELEASE} \

@@ -53,10 +53,18 @@ case "$cmd" in
   demo)
     go run ./examples/loopback "$@"
     ;;
+  bench)
+    # Go bench and its C twin, alternately, per scenario; table, bench/results.json, docs/bench.png.
+    mkdir -p bin docs
+    cc -O2 -o bin/memif_bench_c bench/c/memif_bench.c $CGO_CFLAGS $CGO_LDFLAGS -lmemif -lpthread
+    go build -o bin/bench ./examples/bench
+    go run ./examples/bench/compare -go bin/bench -c bin/memif_bench_c -out bench/results.json "$@"
+    go run ./examples/bench/plot -in bench/results.json -out docs/bench.png
+    ;;
   soak)
     MEMIF_SOAK=1 go test -count=1 -timeout 60m -run 'Cycles|Traffic|Queues|Chained' ./... "$@"
     ;;
   *)
-    echo "usage: ./build.sh [build|test|demo|soak]" >&2; exit 2
+    echo "usage: ./build.sh [build|test|demo|soak|bench]" >&2; exit 2
     ;;
 esac

@@ -230,4 +230,227 @@ memifgo_buffer_enq_tx (memif_conn_handle_t conn, uint16_t qid,
   return MEMIFGO_PACK (err, n);
 }
 
+// ==== fastpath.go: fused bursts (bench-driven) ===========================
+// Handles and batches come as uintptr_t: a void * or a pointer to a struct
+// holding pointers makes cgo run cgoCheckPointer on it at every call (about
+// 10 ns each here); Go byte/int32/uint32 slices come as typed pointers for
+// the same reason. Results pack into one uint64: a (bits 0-15), b (16-31),
+// code (32-47: memif_err_t or MEMIFGO_E*), flags (48-55).
+#define MEMIFGO_FP(code, flags, a, b)                                          \
+  (((uint64_t) (uint16_t) (code) << 32) | ((uint64_t) (flags) << 48) |         \
+   ((uint64_t) (uint16_t) (b) << 16) | (uint64_t) (uint16_t) (a))
+
+#define MEMIFGO_EBADLEN 0x1000 // tx buffer b longer than it was allocated
+#define MEMIFGO_EBADPKT 0x1001 // CopyTx packet b: bad offsets or length
+#define MEMIFGO_EBATCH 0x1002  // CopyTx packet b cannot fit an empty batch
+#define MEMIFGO_FP_TX 1	       // the code came from memif_tx_burst
+#define MEMIFGO_FP_MORE 2      // rx: more packets wait in the ring
+#define MEMIFGO_FP_PARTIAL 4   // rx: the last packet is an open chain
+#define MEMIFGO_FP_BIG 8       // rx: a peer buffer beyond its size was dropped
+
+// Send bufs[0:ntx] (lengths checked against caps), then allocate nalloc
+// packets of size bytes into bufs from 0: the pipelined zero-copy tx loop.
+// worst != 0 (a master, batch smaller than the ring): the slave chose the
+// segment lengths, so allocate packet by packet while the batch can hold
+// worst more buffers, as memifgo_buffer_alloc_bounded does.
+static uint64_t
+memifgo_tx_alloc (uintptr_t conn, uint16_t qid, uintptr_t bufs, uint32_t *caps,
+		  uint16_t cap, uint16_t ntx, uint16_t nalloc, uint16_t size,
+		  uint16_t worst)
+{
+  memif_buffer_t *b = (memif_buffer_t *) bufs;
+  uint16_t tx = 0, n = 0, i;
+  uint32_t bad = 0;
+  int err;
+  for (i = 0; i < ntx; i++) // branch-free: this runs per buffer
+    bad |= b[i].len > caps[i];
+  if (bad)
+    for (i = 0; i < ntx; i++)
+      if (b[i].len > caps[i])
+	return MEMIFGO_FP (MEMIFGO_EBADLEN, 0, 0, i);
+  if (ntx)
+    {
+      err = memif_tx_burst ((void *) conn, qid, b, ntx, &tx);
+      if (err != MEMIF_ERR_SUCCESS)
+	return MEMIFGO_FP (err, MEMIFGO_FP_TX, 0, tx);
+    }
+  if (!nalloc)
+    return MEMIFGO_FP (0, 0, 0, tx);
+  if (!worst)
+    err = memif_buffer_alloc ((void *) conn, qid, b, nalloc, &n, size);
+  else
+    for (i = 0, err = MEMIF_ERR_SUCCESS; i < nalloc && cap - n >= worst; i++)
+      {
+	uint16_t got = 0;
+	err = memif_buffer_alloc ((void *) conn, qid, b + n, 1, &got, size);
+	n += got;
+	if (err != MEMIF_ERR_SUCCESS || !got)
+	  break;
+      }
+  for (i = 0; i < n; i++)
+    caps[i] = b[i].len;
+  return MEMIFGO_FP (err, 0, n, tx);
+}
+
+// Copy packets data[offs[i]:offs[i+1]] (i < npkts) into newly allocated tx
+// buffers and send them: a = packets sent. Runs of equal length share one
+// memif_buffer_alloc. seg bounds the segments per packet so libmemif never
+// writes past the batch (0: the batch holds the whole ring, no bound).
+static uint64_t
+memifgo_copy_tx (uintptr_t conn, uint16_t qid, uintptr_t bufs, uint32_t cap,
+		 const uint8_t *data, uint32_t datalen, const int32_t *offs,
+		 uint32_t npkts, uint32_t seg)
+{
+  memif_buffer_t *b = (memif_buffer_t *) bufs;
+  uint32_t p = 0, nb = 0, i;
+  uint16_t tx = 0;
+  int aerr = MEMIF_ERR_SUCCESS, err;
+  // Validate everything first: nothing may stay allocated but unsent.
+  for (i = 0; i < npkts; i++)
+    {
+      int64_t s = offs[i], e = offs[i + 1];
+      if (s < 0 || e <= s || e > (int64_t) datalen || e - s > 0xffff)
+	return MEMIFGO_FP (MEMIFGO_EBADPKT, 0, 0, i);
+    }
+  while (p < npkts)
+    {
+      uint32_t len = (uint32_t) (offs[p + 1] - offs[p]);
+      uint32_t run = 1, fit;
+      uint16_t got = 0;
+      while (p + run < npkts && (uint32_t) (offs[p + run + 1] - offs[p + run]) == len
+	     && run < 0xffff)
+	run++;
+      if (seg)
+	{
+	  fit = (cap - nb) / ((len + seg - 1) / seg);
+	  if (run > fit)
+	    run = fit;
+	}
+      if (run == 0)
+	{
+	  if (nb == 0)
+	    return MEMIFGO_FP (MEMIFGO_EBATCH, 0, 0, p);
+	  break; // batch full
+	}
+      aerr = memif_buffer_alloc ((void *) conn, qid, b + nb, (uint16_t) run,
+				 &got, (uint16_t) len);
+      const uint8_t *base = data + offs[p], *src = base;
+      for (i = nb; i < nb + got; i++)
+	{
+	  memcpy (b[i].data, src, b[i].len);
+	  src += b[i].len;
+	}
+      nb += got;
+      p += (uint32_t) (src - base) / len; // alloc never leaves a partial chain
+      if (aerr != MEMIF_ERR_SUCCESS)
+	break;
+    }
+  if (nb)
+    {
+      err = memif_tx_burst ((void *) conn, qid, b, (uint16_t) nb, &tx);
+      if (err != MEMIF_ERR_SUCCESS)
+	{
+	  uint32_t sent = 0;
+	  for (i = 0; i < tx; i++)
+	    sent += !(b[i].flags & MEMIF_BUFFER_FLAG_NEXT);
+	  return MEMIFGO_FP (err, MEMIFGO_FP_TX, sent, 0);
+	}
+    }
+  return MEMIFGO_FP (aerr, 0, p, 0);
+}
+
+// Receive into bufs, copy packets back to back into dst (packet i is
+// dst[offs[i]:offs[i+1]], offs[0] = 0), and give every buffer back with one
+// memif_refill_queue: a = packets. At most cap buffers are taken, each burst
+// bounded so its buffers (seg bytes at most) fit in dst; an open chain is
+// then completed one buffer at a time. A chain that cannot complete (dst
+// full, or the peer has not published the rest) comes last, flagged
+// PARTIAL: the next call's first packet continues it.
+static uint64_t
+memifgo_copy_rx (uintptr_t conn, uint16_t qid, uintptr_t bufs, uint32_t cap,
+		 uint16_t headroom, uint8_t *dst, uint32_t dstlen, int32_t *offs,
+		 uint32_t maxpkts, uint32_t seg)
+{
+  memif_buffer_t *b = (memif_buffer_t *) bufs;
+  uint32_t pos = 0, start = 0, pk = 0, used = 0, k, i;
+  int open = 0, drop = 0, err = MEMIF_ERR_SUCCESS, rerr, flags = 0;
+  offs[0] = 0;
+  for (;;)
+    {
+      uint16_t rx = 0;
+      if (open)
+	k = 1;
+      else
+	{
+	  k = cap < maxpkts - pk ? cap : maxpkts - pk;
+	  if (used)
+	    k = 0; // one batch per call, beyond completing a chain
+	}
+      if (k > (dstlen - pos) / seg)
+	k = (dstlen - pos) / seg;
+      if (k > 0xffffu - used)
+	k = 0xffffu - used;
+      if (k == 0)
+	{
+	  flags |= MEMIFGO_FP_MORE;
+	  break;
+	}
+      err = memif_rx_burst ((void *) conn, qid, b, (uint16_t) k, &rx);
+      for (i = 0; i < rx; i++)
+	{
+	  uint32_t len = b[i].len;
+	  int next = (b[i].flags & MEMIF_BUFFER_FLAG_NEXT) != 0;
+	  if (len > seg) // a peer that ignores its buffer size
+	    {
+	      drop = 1;
+	      flags |= MEMIFGO_FP_BIG;
+	    }
+	  if (!drop)
+	    {
+	      memcpy (dst + pos, b[i].data, len);
+	      pos += len;
+	    }
+	  open = next;
+	  if (!next)
+	    {
+	      if (drop)
+		pos = start; // forget the whole packet
+	      else
+		offs[++pk] = (int32_t) pos;
+	      start = pos;
+	      drop = 0;
+	    }
+	}
+      used += rx;
+      if (err == MEMIF_ERR_NOBUF)
+	{
+	  err = MEMIF_ERR_SUCCESS;
+	  flags |= MEMIFGO_FP_MORE;
+	  if (open)
+	    continue;
+	  break;
+	}
+      flags &= ~MEMIFGO_FP_MORE;
+      break; // ring drained (or an error)
+    }
+  if (open)
+    {
+      if (drop)
+	pos = start;
+      else
+	{
+	  offs[++pk] = (int32_t) pos;
+	  flags |= MEMIFGO_FP_PARTIAL;
+	}
+    }
+  if (used)
+    {
+      rerr = memif_refill_queue ((void *) conn, qid, (uint16_t) used, headroom);
+      if (err == MEMIF_ERR_SUCCESS)
+	err = rerr;
+    }
+  return MEMIFGO_FP (err, flags, pk, 0);
+}
+// ==== end fastpath.go ====================================================
+
 #endif // MEMIF_GO_CGO_HELPERS_H

@@ -104,7 +104,7 @@ func (c *Conn) RxBurst(qid uint16, bufs *Buffers, count int) (n int, more bool, 
 	if err != nil {
 		return 0, false, err
 	}
-	r := C.memifgo_rx_burst(c.h, C.uint16_t(qid), bufs.p, C.uint16_t(count))
+	r := C.memifgo_rx_burst(handleArg(c), C.uint16_t(qid), batchArg(bufs), C.uint16_t(count))
 	q.mu.Unlock()
 	bufs.meta.session = l
 	n, code := unpack(r)
@@ -131,8 +131,8 @@ func (c *Conn) RefillRxBurst(qid uint16, refill int, headroom uint16, bufs *Buff
 	if bufs.meta.session != l {
 		refill = 0 // those buffers belonged to a session that ended; the new one starts full
 	}
-	r := C.memifgo_refill_rx_burst(c.h, C.uint16_t(qid), C.uint16_t(refill), C.uint16_t(headroom),
-		bufs.p, C.uint16_t(count))
+	r := C.memifgo_refill_rx_burst(handleArg(c), C.uint16_t(qid), C.uint16_t(refill), C.uint16_t(headroom),
+		batchArg(bufs), C.uint16_t(count))
 	q.mu.Unlock()
 	bufs.meta.session = l
 	n, code := unpack(r)
@@ -192,14 +192,14 @@ func (c *Conn) BufferAlloc(qid uint16, bufs *Buffers, count int, size uint16) (n
 			return 0, argErr(hotOps[opAlloc], "size", "a %d-byte packet may take %d buffers here, the batch has %d (a batch of the ring size, %d, always fits)",
 				size, worst, len(bufs.b), l.txRingSize[qid])
 		}
-		r = C.memifgo_buffer_alloc_bounded(c.h, C.uint16_t(qid), bufs.p, C.uint16_t(len(bufs.b)),
+		r = C.memifgo_buffer_alloc_bounded(handleArg(c), C.uint16_t(qid), batchArg(bufs), C.uint16_t(len(bufs.b)),
 			C.uint16_t(count), C.uint16_t(size), C.uint16_t(worst))
 	} else {
 		if err := l.checkAllocFits(qid, len(bufs.b), count, size); err != nil {
 			q.mu.Unlock()
 			return 0, err
 		}
-		r = C.memifgo_buffer_alloc(c.h, C.uint16_t(qid), bufs.p, C.uint16_t(count), C.uint16_t(size))
+		r = C.memifgo_buffer_alloc(handleArg(c), C.uint16_t(qid), batchArg(bufs), C.uint16_t(count), C.uint16_t(size))
 	}
 	q.mu.Unlock()
 	n, code := unpack(r)
@@ -233,7 +233,7 @@ func (c *Conn) TxBurst(qid uint16, bufs *Buffers, count int) (n int, err error) 
 				i, bufs.b[i].len, bufs.caps[i])
 		}
 	}
-	r := C.memifgo_tx_burst(c.h, C.uint16_t(qid), bufs.p, C.uint16_t(count))
+	r := C.memifgo_tx_burst(handleArg(c), C.uint16_t(qid), batchArg(bufs), C.uint16_t(count))
 	q.mu.Unlock()
 	n, code := unpack(r)
 	return n, hotErr(opTx, code)
@@ -258,7 +258,7 @@ func (c *Conn) BufferEnqTx(qid uint16, bufs *Buffers, count int) (n int, err err
 		q.mu.Unlock()
 		return 0, hotErrs[opEnqTx][ErrDisconnected] // rx buffers of a session that ended
 	}
-	r := C.memifgo_buffer_enq_tx(c.h, C.uint16_t(qid), bufs.p, C.uint16_t(count))
+	r := C.memifgo_buffer_enq_tx(handleArg(c), C.uint16_t(qid), batchArg(bufs), C.uint16_t(count))
 	q.mu.Unlock()
 	n, code := unpack(r)
 	for i := range bufs.caps[:n] {

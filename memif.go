@@ -23,15 +23,10 @@ package memif
 /*
 #cgo CFLAGS: -O2 -I/usr/include/memif
 #cgo LDFLAGS: -lmemif
-// rx/tx bursts never call back into Go; alloc and refill may (external
-// buffer offsets), so they are not marked nocallback.
-#cgo noescape memifgo_rx_burst
+// rx/tx bursts never call back into Go (cheaper crossings); alloc and refill
+// may (external buffer offsets), so they are not marked nocallback.
 #cgo nocallback memifgo_rx_burst
-#cgo noescape memifgo_refill_rx_burst
-#cgo noescape memifgo_tx_burst
 #cgo nocallback memifgo_tx_burst
-#cgo noescape memifgo_buffer_alloc
-#cgo noescape memifgo_buffer_enq_tx
 #cgo nocallback memifgo_buffer_enq_tx
 #include "cgo_helpers.h"
 */

@@ -17,6 +17,7 @@ import (
 	"github.com/memif-go/memif"
 	"github.com/memif-go/memif/internal/exutil"
 	"github.com/memif-go/memif/internal/pkt"
+	"github.com/memif-go/memif/internal/proctest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -219,22 +220,7 @@ func recvFrames(c *memif.Conn, qid, stream uint16, count int, swapped bool, stop
 }
 
 // output collects a child's output for tests to read while it runs.
-type output struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (o *output) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.buf.Write(p)
-}
-
-func (o *output) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.buf.String()
-}
+type output = proctest.Output
 
 // waitFile waits for path to exist (a peer's socket), bounded.
 func waitFile(t *testing.T, path string, timeout time.Duration, alive func() error) {

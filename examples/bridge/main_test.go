@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
@@ -18,6 +16,7 @@ import (
 	"github.com/memif-go/memif"
 	"github.com/memif-go/memif/internal/exutil"
 	"github.com/memif-go/memif/internal/pkt"
+	"github.com/memif-go/memif/internal/proctest"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 )
@@ -81,7 +80,7 @@ func TestBridgeForwardsBothWays(t *testing.T) {
 		}
 	}
 	// The periodic counters catch up with what arrived.
-	require.True(t, br.stdout.waitFor(regexp.MustCompile(fmt.Sprintf(
+	require.True(t, br.Stdout.WaitFor(regexp.MustCompile(fmt.Sprintf(
 		`(?m)^a->b forwarded %d ring-full 0 down 0 oversize 0 \| b->a forwarded %d `, frames, frames)), 20*time.Second), "%s", br)
 	require.Equal(t, []int{frames, 0, 0, 0, frames, 0, 0, 0}, br.stop(t))
 }
@@ -107,13 +106,13 @@ func TestBridgeLinkFlap(t *testing.T) {
 	pass(3, 1000)
 
 	require.NoError(t, b.conn.Delete())
-	require.True(t, br.stderr.waitFor(regexp.MustCompile(`b down`), 20*time.Second), "%s", br)
+	require.True(t, br.Stderr.WaitFor(regexp.MustCompile(`b down`), 20*time.Second), "%s", br)
 	require.NoError(t, a.send(0, 4, 500, deadline))
-	require.True(t, br.stdout.waitFor(regexp.MustCompile(`(?m)^a->b forwarded 1000 ring-full 0 down 500 `), 20*time.Second), "%s", br)
+	require.True(t, br.Stdout.WaitFor(regexp.MustCompile(`(?m)^a->b forwarded 1000 ring-full 0 down 500 `), 20*time.Second), "%s", br)
 
 	b.open()
 	br.waitUp(t, b)
-	require.True(t, br.stderr.waitFor(regexp.MustCompile(`(?s)b down.*b up`), 20*time.Second), "%s", br)
+	require.True(t, br.Stderr.WaitFor(regexp.MustCompile(`(?s)b down.*b up`), 20*time.Second), "%s", br)
 	pass(5, 1000)
 	require.Equal(t, []int{2000, 0, 500, 0, 0, 0, 0, 0}, br.stop(t))
 }
@@ -166,52 +165,23 @@ func TestBridgeQueuesMasterRole(t *testing.T) {
 }
 
 // bridgeProc is a running bridge.
-type bridgeProc struct {
-	cmd            *exec.Cmd
-	stdout, stderr output
-	exited         chan struct{}
-	err            error
-}
+type bridgeProc struct{ *proctest.Proc }
 
-var buildOnce = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "bridge-test")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "bridge")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		return "", fmt.Errorf("%v: %s", err, out)
-	}
-	return bin, nil
-})
+var build proctest.Builder
+
+func buildOnce() (string, error) { return build.Build(".") }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if bin, err := buildOnce(); err == nil {
-		os.RemoveAll(filepath.Dir(bin))
-	}
+	build.Clean()
 	os.Exit(code)
 }
 
 func startBridge(t *testing.T, args ...string) *bridgeProc {
 	bin, err := buildOnce()
 	require.NoError(t, err)
-	p := &bridgeProc{cmd: exec.Command(bin, args...), exited: make(chan struct{})}
-	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
-	require.NoError(t, p.cmd.Start())
-	go func() { p.err = p.cmd.Wait(); close(p.exited) }()
-	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
-			p.cmd.Process.Kill()
-			<-p.exited
-		}
-	})
-	return p
+	return &bridgeProc{proctest.Start(t, bin, args...)}
 }
-
-func (p *bridgeProc) String() string { return p.stdout.String() + p.stderr.String() }
 
 // waitUp waits for the links of ms. Our masters are up before the
 // bridge's slaves are: wait for its word too, or frames for a side it does
@@ -221,21 +191,21 @@ func (p *bridgeProc) waitUp(t *testing.T, ms ...*peer) {
 		_, err := m.ev.WaitUp(20 * time.Second)
 		require.NoError(t, err, "bridge: %s", p)
 	}
-	require.True(t, p.stderr.waitFor(regexp.MustCompile(`(?s)(a up.*b up)|(b up.*a up)`), 20*time.Second), "%s", p)
+	require.True(t, p.Stderr.WaitFor(regexp.MustCompile(`(?s)(a up.*b up)|(b up.*a up)`), 20*time.Second), "%s", p)
 }
 
 // stop sends SIGINT, expects exit status 0 and returns the final counters:
 // a->b forwarded, ring-full, down, oversize, then b->a.
 func (p *bridgeProc) stop(t *testing.T) []int {
-	require.NoError(t, p.cmd.Process.Signal(syscall.SIGINT))
+	require.NoError(t, p.Cmd.Process.Signal(syscall.SIGINT))
 	select {
-	case <-p.exited:
-		require.NoError(t, p.err, "bridge: %s", p)
+	case <-p.Exited:
+		require.NoError(t, p.Err, "bridge: %s", p)
 	case <-time.After(20 * time.Second):
 		t.Fatalf("bridge did not exit on SIGINT: %s", p)
 	}
 	m := regexp.MustCompile(`total: a->b forwarded (\d+) ring-full (\d+) down (\d+) oversize (\d+) \| ` +
-		`b->a forwarded (\d+) ring-full (\d+) down (\d+) oversize (\d+)`).FindStringSubmatch(p.stdout.String())
+		`b->a forwarded (\d+) ring-full (\d+) down (\d+) oversize (\d+)`).FindStringSubmatch(p.Stdout.String())
 	require.NotNil(t, m, "%s", p)
 	var got []int
 	for _, s := range m[1:] {
@@ -446,50 +416,4 @@ func (m *peer) receive(q, stream uint16, count int, deadline time.Time) (pkt.Tra
 		m.conn.RefillQueue(q, refill, 0)
 	}
 	return tr, nil
-}
-
-// output collects a process's output and lets a test wait for a pattern.
-type output struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	changed chan struct{}
-}
-
-func (o *output) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.buf.Write(p)
-	if o.changed != nil {
-		close(o.changed)
-		o.changed = nil
-	}
-	return len(p), nil
-}
-
-func (o *output) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.buf.String()
-}
-
-// waitFor waits until the output matches re, or timeout.
-func (o *output) waitFor(re *regexp.Regexp, timeout time.Duration) bool {
-	after := time.After(timeout)
-	for {
-		o.mu.Lock()
-		if re.Match(o.buf.Bytes()) {
-			o.mu.Unlock()
-			return true
-		}
-		if o.changed == nil {
-			o.changed = make(chan struct{})
-		}
-		ch := o.changed
-		o.mu.Unlock()
-		select {
-		case <-ch:
-		case <-after:
-			return false
-		}
-	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/memif-go/memif"
 	"github.com/memif-go/memif/internal/exutil"
 	"github.com/memif-go/memif/internal/pkt"
+	"github.com/memif-go/memif/internal/proctest"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 )
@@ -50,7 +51,7 @@ func TestCaptureWritesPcap(t *testing.T) {
 
 	require.NoError(t, m.send(n, time.Now().Add(time.Minute)), "%s", p)
 	p.wait(t)
-	require.Contains(t, p.stdout.String(), fmt.Sprintf("captured %d frames", n))
+	require.Contains(t, p.Stdout.String(), fmt.Sprintf("captured %d frames", n))
 	checkPcap(t, file, n)
 
 	if _, err := exec.LookPath("tshark"); err != nil {
@@ -94,14 +95,14 @@ func TestCaptureEcho(t *testing.T) {
 			require.Equal(t, pkt.Tracker{Next: n, Received: n}, tr)
 
 			if role == "slave" {
-				require.NoError(t, p.cmd.Process.Signal(syscall.SIGINT))
+				require.NoError(t, p.Cmd.Process.Signal(syscall.SIGINT))
 			}
 			p.wait(t)
 			zc := 0 // single-buffer frames go back zero-copy on a slave
 			if role == "slave" {
 				zc = n - n/50
 			}
-			require.Contains(t, p.stdout.String(), fmt.Sprintf("captured %d frames, echoed %d (zero-copy %d), echo drops 0", n, n, zc))
+			require.Contains(t, p.Stdout.String(), fmt.Sprintf("captured %d frames, echoed %d (zero-copy %d), echo drops 0", n, n, zc))
 			checkPcap(t, file, n)
 		})
 	}
@@ -147,66 +148,37 @@ func checkPcap(t *testing.T, file string, n int) {
 }
 
 // captureProc is a running capture.
-type captureProc struct {
-	cmd            *exec.Cmd
-	stdout, stderr output
-	exited         chan struct{}
-	err            error
-}
+type captureProc struct{ *proctest.Proc }
 
-var buildOnce = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "capture-test")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "capture")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		return "", fmt.Errorf("%v: %s", err, out)
-	}
-	return bin, nil
-})
+var build proctest.Builder
+
+func buildOnce() (string, error) { return build.Build(".") }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if bin, err := buildOnce(); err == nil {
-		os.RemoveAll(filepath.Dir(bin))
-	}
+	build.Clean()
 	os.Exit(code)
 }
 
 func startCapture(t *testing.T, args ...string) *captureProc {
 	bin, err := buildOnce()
 	require.NoError(t, err)
-	p := &captureProc{cmd: exec.Command(bin, args...), exited: make(chan struct{})}
-	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
-	require.NoError(t, p.cmd.Start())
-	go func() { p.err = p.cmd.Wait(); close(p.exited) }()
-	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
-			p.cmd.Process.Kill()
-			<-p.exited
-		}
-	})
-	return p
+	return &captureProc{proctest.Start(t, bin, args...)}
 }
-
-func (p *captureProc) String() string { return p.stdout.String() + p.stderr.String() }
 
 // waitUp waits for both ends of the link: the master's side is up before
 // the slave's.
 func (p *captureProc) waitUp(t *testing.T, m *peer) {
 	_, err := m.ev.WaitUp(20 * time.Second)
 	require.NoError(t, err, "capture: %s", p)
-	require.True(t, p.stderr.waitFor(regexp.MustCompile(`link up`), 20*time.Second), "%s", p)
+	require.True(t, p.Stderr.WaitFor(regexp.MustCompile(`link up`), 20*time.Second), "%s", p)
 }
 
 // wait expects the process to exit with status 0.
 func (p *captureProc) wait(t *testing.T) {
 	select {
-	case <-p.exited:
-		require.NoError(t, p.err, "capture: %s", p)
+	case <-p.Exited:
+		require.NoError(t, p.Err, "capture: %s", p)
 	case <-time.After(30 * time.Second):
 		t.Fatalf("capture did not exit: %s", p)
 	}
@@ -378,50 +350,4 @@ func (p *peer) receive(count int, deadline time.Time) (pkt.Tracker, error) {
 		p.conn.RefillQueue(0, refill, 0)
 	}
 	return tr, nil
-}
-
-// output collects a process's output and lets a test wait for a pattern.
-type output struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	changed chan struct{}
-}
-
-func (o *output) Write(b []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.buf.Write(b)
-	if o.changed != nil {
-		close(o.changed)
-		o.changed = nil
-	}
-	return len(b), nil
-}
-
-func (o *output) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.buf.String()
-}
-
-// waitFor waits until the output matches re, or timeout.
-func (o *output) waitFor(re *regexp.Regexp, timeout time.Duration) bool {
-	after := time.After(timeout)
-	for {
-		o.mu.Lock()
-		if re.Match(o.buf.Bytes()) {
-			o.mu.Unlock()
-			return true
-		}
-		if o.changed == nil {
-			o.changed = make(chan struct{})
-		}
-		ch := o.changed
-		o.mu.Unlock()
-		select {
-		case <-ch:
-		case <-after:
-			return false
-		}
-	}
 }

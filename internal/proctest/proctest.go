@@ -1,0 +1,135 @@
+// Package proctest runs programs as child processes for tests: build once,
+// start, collect output, wait for a pattern with a bound, always reap.
+package proctest
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Output collects a process's output and lets a test wait for a pattern.
+type Output struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	changed chan struct{}
+}
+
+func (o *Output) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.buf.Write(p)
+	if o.changed != nil {
+		close(o.changed)
+		o.changed = nil
+	}
+	return len(p), nil
+}
+
+func (o *Output) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.buf.String()
+}
+
+// WaitFor waits until the output matches re, or timeout.
+func (o *Output) WaitFor(re *regexp.Regexp, timeout time.Duration) bool {
+	after := time.After(timeout)
+	for {
+		o.mu.Lock()
+		if re.Match(o.buf.Bytes()) {
+			o.mu.Unlock()
+			return true
+		}
+		if o.changed == nil {
+			o.changed = make(chan struct{})
+		}
+		ch := o.changed
+		o.mu.Unlock()
+		select {
+		case <-ch:
+		case <-after:
+			return false
+		}
+	}
+}
+
+// Builder builds a package's binary once per test process.
+type Builder struct {
+	once sync.Once
+	dir  string // our own temporary folder, removed by Clean
+	bin  string
+	err  error
+}
+
+// Build builds pkg (a path relative to the test's directory) with extra go
+// build flags, once; later calls return the same binary.
+func (b *Builder) Build(pkg string, flags ...string) (string, error) {
+	b.once.Do(func() {
+		b.dir, b.err = os.MkdirTemp("", "proctest")
+		if b.err != nil {
+			return
+		}
+		b.bin = filepath.Join(b.dir, "prog")
+		args := append(append([]string{"build", "-o", b.bin}, flags...), pkg)
+		if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("go build %s: %v: %s", pkg, err, out)
+		}
+	})
+	return b.bin, b.err
+}
+
+// Clean removes the built binary (call from TestMain).
+func (b *Builder) Clean() {
+	if b.dir != "" {
+		os.RemoveAll(b.dir)
+	}
+}
+
+// Proc is a running child process.
+type Proc struct {
+	Cmd            *exec.Cmd
+	Stdout, Stderr Output
+	Exited         chan struct{} // closed when the process has been reaped
+	Err            error         // the exit status, once Exited is closed
+}
+
+// Start runs bin with args; the test's cleanup kills and reaps it if it
+// still runs.
+func Start(t testing.TB, bin string, args ...string) *Proc {
+	t.Helper()
+	p := &Proc{Cmd: exec.Command(bin, args...), Exited: make(chan struct{})}
+	p.Cmd.Stdout, p.Cmd.Stderr = &p.Stdout, &p.Stderr
+	if err := p.Cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", bin, err)
+	}
+	go func() { p.Err = p.Cmd.Wait(); close(p.Exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-p.Exited:
+		default:
+			p.Cmd.Process.Kill()
+			<-p.Exited
+		}
+	})
+	return p
+}
+
+// String is everything the process printed, stdout then stderr.
+func (p *Proc) String() string { return p.Stdout.String() + p.Stderr.String() }
+
+// Wait waits for the process to exit, bounded: exited is false on timeout.
+func (p *Proc) Wait(timeout time.Duration) (exited bool, err error) {
+	select {
+	case <-p.Exited:
+		return true, p.Err
+	case <-time.After(timeout):
+		return false, nil
+	}
+}

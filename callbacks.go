@@ -102,7 +102,14 @@ func memifGoOnInterrupt(h C.uintptr_t, qid C.uint16_t) C.int {
 func memifGoOnControlFDUpdate(h C.uintptr_t, fd C.int, typ C.uint32_t, data unsafe.Pointer) C.int {
 	s := cgo.Handle(h).Value().(*Socket)
 	return s.runCallback("OnControlFDUpdate", func() error {
-		return s.onFD(FDEvent{FD: int(fd), Type: FDEventType(typ), data: data})
+		ev := FDEvent{FD: int(fd), Type: FDEventType(typ), data: data}
+		if err := s.fdt.update(s, ev); err != nil {
+			return err
+		}
+		if s.onFD != nil {
+			return s.onFD(ev)
+		}
+		return nil
 	})
 }
 

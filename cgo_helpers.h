@@ -87,12 +87,13 @@ memifgo_get_ext_buffer_offset (void *ctx)
   return memifGoGetExtBufferOffset ((uintptr_t) ctx);
 }
 
+// Always control-fd mode: the binding learns every fd libmemif opens and
+// reads control messages before libmemif does (fds.go, guard.go).
 static int
 memifgo_create_socket (memif_socket_handle_t *sock, memif_socket_args_t *args,
-		       uintptr_t h, int with_fd_update)
+		       uintptr_t h)
 {
-  args->on_control_fd_update =
-    with_fd_update ? memifgo_on_control_fd_update : NULL;
+  args->on_control_fd_update = memifgo_on_control_fd_update;
   return memif_create_socket (sock, args, (void *) h);
 }
 

@@ -9,6 +9,8 @@ import "C"
 
 import (
 	"runtime/cgo"
+
+	"golang.org/x/sys/unix"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -160,13 +162,23 @@ func Create(args *ConnArgs) (*Conn, error) {
 	}
 	defer s.end(locked)
 	ca.socket = s.h
+	if a.IsMaster && C.memif_get_listener_fd(s.h) < 0 {
+		fd, err := s.listen()
+		if err != nil {
+			return nil, err
+		}
+		if err := codeErr(op, C.memif_set_listener_fd(s.h, C.int(fd))); err != nil {
+			unix.Close(fd)
+			return nil, err
+		}
+	}
 	c.handle = cgo.NewHandle(c)
 	withInt := C.int(0)
 	if a.OnInterrupt != nil {
 		withInt = 1
 	}
-	code := C.memifgo_create(&c.h, &ca, C.uintptr_t(c.handle), withInt)
-	if err := s.finish(op, code); err != nil {
+	code, errno := C.memifgo_create(&c.h, &ca, C.uintptr_t(c.handle), withInt)
+	if err := s.finishErrno(op, code, errno); err != nil {
 		if c.h != nil {
 			C.memif_delete(&c.h)
 		}

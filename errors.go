@@ -10,6 +10,8 @@ import "C"
 import (
 	"errors"
 	"fmt"
+
+	"golang.org/x/sys/unix"
 )
 
 // Errno is a libmemif error code (memif_err_t). Every code has an exported
@@ -130,6 +132,30 @@ func codeErr(op string, code C.int) error {
 		return nil
 	}
 	return &Error{Op: op, Err: Errno(code)}
+}
+
+// SyscallError is a failed system call with its errno, which libmemif's
+// MEMIF_ERR_SYSCALL drops. It matches ErrSyscall and the errno with
+// errors.Is.
+type SyscallError struct {
+	Errno unix.Errno
+}
+
+func (e *SyscallError) Error() string        { return ErrSyscall.Error() + ": " + e.Errno.Error() }
+func (e *SyscallError) Is(target error) bool { return target == ErrSyscall }
+func (e *SyscallError) Unwrap() error        { return e.Errno }
+
+// codeErrno is codeErr keeping the errno of a libmemif syscall failure.
+func codeErrno(op string, code C.int, errno error) error {
+	var en unix.Errno
+	if Errno(code) == ErrSyscall && errors.As(errno, &en) && en != 0 {
+		return &Error{Op: op, Err: &SyscallError{Errno: en}}
+	}
+	return codeErr(op, code)
+}
+
+func nilErr(op, what string) error {
+	return &Error{Op: op, Err: &ArgError{Arg: what, Reason: "nil"}}
 }
 
 func argErr(op, arg, format string, a ...any) error {

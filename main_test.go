@@ -30,7 +30,7 @@ func TestMain(m *testing.M) {
 		}
 		for fd := range openFDSet() {
 			if !fdsBefore[fd] {
-				fmt.Fprintf(os.Stderr, "leak check: fd %d (%s) is still open after the suite\n", fd, fdKind(fd))
+				fmt.Fprintf(os.Stderr, "leak check: fd %d (%s) is still open after the suite\n", fd, fdKindName(fd))
 				code = 1
 			}
 		}

@@ -22,7 +22,7 @@ package memif
 
 /*
 #cgo CFLAGS: -O2 -I/usr/include/memif
-#cgo LDFLAGS: -lmemif
+#cgo LDFLAGS: -lmemif -Wl,--export-dynamic
 // rx/tx bursts never call back into Go (cheaper crossings); alloc and refill
 // may (external buffer offsets), so they are not marked nocallback.
 #cgo nocallback memifgo_rx_burst

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"os"
 	"runtime/cgo"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,14 +70,29 @@ type SocketArgs struct {
 	// with ControlFDHandler. If nil, libmemif polls internally and the caller
 	// drives it with PollEvent.
 	OnControlFDUpdate func(FDEvent) error
+	// FileMode is the permission of the socket file a master listens on
+	// (filesystem paths only: abstract sockets have no access control).
+	// Zero means DefaultFileMode. The binding binds the listener itself, so
+	// the mode is set before anyone can connect.
+	FileMode os.FileMode
+	// Guard tunes the checks made on every control message before libmemif
+	// reads it (guard.go); the zero value is safe.
+	Guard GuardConfig
 }
+
+// DefaultFileMode lets only the socket's owner (and root) connect.
+const DefaultFileMode os.FileMode = 0o600
+
+// MinRequestTimer is the shortest connection request period: shorter ones
+// would keep a core busy retrying.
+const MinRequestTimer = time.Millisecond
 
 // Socket is a memif socket (memif_socket_handle_t) and its connections.
 type Socket struct {
 	mu       sync.Mutex   // one goroutine on the control path at a time
 	cbTID    atomic.Int64 // OS thread running a callback (holding mu), or 0
-	cancelMu sync.RWMutex
-	cbErr    error // first callback failure during the current control call
+	cancelMu sync.RWMutex // write-held while the fd table closes (PollEvent waits under read)
+	cbErr    error        // first callback failure during the current control call
 
 	h       C.memif_socket_handle_t
 	handle  cgo.Handle
@@ -86,8 +100,14 @@ type Socket struct {
 	onFD    func(FDEvent) error
 	ext     ExternalRegion
 	conns   map[*Conn]struct{}
-	userLFD bool // listener fd came from SetListenerFD: not ours to close
-	epfd    int  // libmemif's internal epoll fd, -1 if unknown (see fdleak.go)
+	userLFD bool     // listener fd came from SetListenerFD: not ours to close
+	fdt     *fdTable // every fd libmemif reported (fds.go)
+	guard   GuardConfig
+	gstats  guardCounters
+	pending int          // guarded channels still handshaking
+	loop    *Loop        // the Loop that polls this socket, if any
+	wakeAt  atomic.Int64 // earliest handshake deadline (UnixNano), 0 if none
+	mode    os.FileMode
 }
 
 func checkName(op, arg, s string, max int) error {
@@ -125,26 +145,29 @@ func CreateSocket(args *SocketArgs) (*Socket, error) {
 	if a.ConnectionRequestTimer < 0 {
 		return nil, argErr(op, "connection request timer", "%v is negative", a.ConnectionRequestTimer)
 	}
-	s := &Socket{path: a.Path, onFD: a.OnControlFDUpdate, conns: map[*Conn]struct{}{}, epfd: -1}
+	if a.ConnectionRequestTimer > 0 && a.ConnectionRequestTimer < MinRequestTimer {
+		return nil, argErr(op, "connection request timer", "%v is below the minimum %v", a.ConnectionRequestTimer, MinRequestTimer)
+	}
+	if a.FileMode&^os.ModePerm != 0 {
+		return nil, argErr(op, "file mode", "%v has bits beyond the permissions", a.FileMode)
+	}
+	fdt, err := newFDTable(a.OnControlFDUpdate == nil)
+	if err != nil {
+		return nil, err
+	}
+	s := &Socket{path: a.Path, onFD: a.OnControlFDUpdate, conns: map[*Conn]struct{}{}, fdt: fdt,
+		guard: a.Guard.withDefaults(), mode: a.FileMode}
+	if s.mode == 0 {
+		s.mode = DefaultFileMode
+	}
 	s.handle = cgo.NewHandle(s)
 
 	var ca C.memif_socket_args_t
 	copyCString(ca.path[:], a.Path)
 	copyCString(ca.app_name[:], a.AppName)
-	withFD := C.int(0)
-	if s.onFD != nil {
-		withFD = 1
-	}
-	var before map[int]bool
-	if s.onFD == nil {
-		before = openFDSet()
-	}
 	s.mu.Lock()
-	code := C.memifgo_create_socket(&s.h, &ca, C.uintptr_t(s.handle), withFD)
-	err := s.finish(op, code)
-	if err == nil && s.onFD == nil {
-		s.epfd = findSocketEpoll(before)
-	}
+	code := C.memifgo_create_socket(&s.h, &ca, C.uintptr_t(s.handle))
+	err = s.finish(op, code)
 	if err == nil && a.ConnectionRequestTimer > 0 {
 		err = s.finish("memif_set_connection_request_timer",
 			C.memifgo_set_timer(s.h, C.int64_t(a.ConnectionRequestTimer)))
@@ -154,6 +177,10 @@ func CreateSocket(args *SocketArgs) (*Socket, error) {
 		if s.h != nil {
 			C.memif_delete_socket(&s.h)
 		}
+		for _, fd := range fdt.leaked() {
+			unix.Close(fd)
+		}
+		fdt.close()
 		s.handle.Delete()
 		return nil, err
 	}
@@ -201,6 +228,14 @@ func (s *Socket) finish(op string, code C.int) error {
 	return codeErr(op, code)
 }
 
+// finishErrno is finish keeping the errno of a syscall failure.
+func (s *Socket) finishErrno(op string, code C.int, errno error) error {
+	if s.cbErr != nil {
+		return s.finish(op, code)
+	}
+	return codeErrno(op, code, errno)
+}
+
 // control runs one control-path C call under the socket lock.
 func (s *Socket) control(op string, call func() C.int) error {
 	locked, err := s.begin()
@@ -212,41 +247,43 @@ func (s *Socket) control(op string, call func() C.int) error {
 }
 
 // Delete wraps memif_delete_socket. All connections must be deleted first.
-// Beyond libmemif, it closes the fds libmemif leaves open (listener, poll
-// cancel eventfd, request timer; see fdleak.go) and removes the socket file
-// it bound, so the path can be reused.
+// Beyond libmemif, it closes exactly the fds libmemif leaves open (the
+// listener, the request timer, channels that never authenticated: libmemif
+// reported each one, see fds.go) and removes the socket file the binding
+// bound, so the path can be reused.
 func (s *Socket) Delete() error {
 	const op = "memif_delete_socket"
+	if s == nil {
+		return nilErr(op, "socket")
+	}
 	locked, err := s.begin()
 	if err != nil {
 		return &Error{Op: op, Err: err}
 	}
 	defer s.end(locked)
+	if s.cbTID.Load() != 0 {
+		return argErr(op, "socket", "deleted from inside one of its callbacks; delete it after the control call returns")
+	}
 	if n := len(s.conns); n > 0 {
 		return argErr(op, "socket", "%d connection(s) still use it; delete them first", n)
 	}
 	lfd := int(C.memif_get_listener_fd(s.h))
-	var leaked []int
-	if s.epfd >= 0 {
-		leaked = epollTargets(s.epfd)
-	}
-	if lfd > 0 && !slices.Contains(leaked, lfd) {
-		leaked = append(leaked, lfd)
-	}
-	s.cancelMu.Lock()
 	code := C.memif_delete_socket(&s.h)
-	if code == 0 {
-		s.h = nil
-	}
-	s.cancelMu.Unlock()
 	if err := s.finish(op, code); err != nil {
 		return err
 	}
-	for _, fd := range leaked {
+	for _, fd := range s.fdt.leaked() {
 		if fd != lfd || !s.userLFD {
 			unix.Close(fd)
 		}
 	}
+	if s.fdt.cancel >= 0 {
+		unix.Write(s.fdt.cancel, []byte{1, 0, 0, 0, 0, 0, 0, 0}) // wake PollEvent waiters
+	}
+	s.cancelMu.Lock()
+	s.h = nil
+	s.fdt.close()
+	s.cancelMu.Unlock()
 	if lfd > 0 && !s.userLFD && !strings.HasPrefix(s.path, "@") {
 		if fi, err := os.Lstat(s.path); err == nil && fi.Mode()&os.ModeSocket != 0 {
 			os.Remove(s.path)
@@ -256,9 +293,26 @@ func (s *Socket) Delete() error {
 	return nil
 }
 
+// connList is a snapshot of the socket's connections.
+func (s *Socket) connList() []*Conn {
+	locked, err := s.begin()
+	if err != nil {
+		return nil
+	}
+	defer s.end(locked)
+	out := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
 // Path wraps memif_get_socket_path: the path as libmemif holds it
 // (abstract paths start with '@').
 func (s *Socket) Path() string {
+	if s == nil {
+		return ""
+	}
 	locked, err := s.begin()
 	if err != nil {
 		return ""
@@ -270,6 +324,9 @@ func (s *Socket) Path() string {
 // ListenerFD wraps memif_get_listener_fd: the listening socket's fd, or -1
 // before a master connection made this socket listen.
 func (s *Socket) ListenerFD() int {
+	if s == nil {
+		return -1
+	}
 	locked, err := s.begin()
 	if err != nil {
 		return -1
@@ -279,12 +336,16 @@ func (s *Socket) ListenerFD() int {
 }
 
 // SetListenerFD wraps memif_set_listener_fd: listen on an fd the caller
-// opened (for example one inherited from systemd). The caller keeps
-// ownership: Delete neither closes it nor removes its file.
+// opened (for example one inherited from systemd): a listening AF_UNIX
+// SOCK_SEQPACKET socket. The caller keeps ownership: Delete neither closes
+// it nor removes its file.
 func (s *Socket) SetListenerFD(fd int) error {
 	const op = "memif_set_listener_fd"
-	if fd < 0 {
-		return argErr(op, "fd", "%d is negative", fd)
+	if s == nil {
+		return nilErr(op, "socket")
+	}
+	if err := checkListener(fd); err != nil {
+		return &Error{Op: op, Err: err}
 	}
 	err := s.control(op, func() C.int { return C.memif_set_listener_fd(s.h, C.int(fd)) })
 	if err == nil {
@@ -294,44 +355,50 @@ func (s *Socket) SetListenerFD(fd int) error {
 }
 
 // SetConnectionRequestTimer wraps memif_set_connection_request_timer: every
-// disconnected slave on this socket requests a connection at this period.
-// Zero stops the timer.
+// disconnected slave on this socket requests a connection at this period
+// (at least MinRequestTimer). Zero stops the timer.
 func (s *Socket) SetConnectionRequestTimer(d time.Duration) error {
 	const op = "memif_set_connection_request_timer"
-	if d < 0 {
-		return argErr(op, "period", "%v is negative", d)
+	if s == nil {
+		return nilErr(op, "socket")
+	}
+	if d < 0 || (d > 0 && d < MinRequestTimer) {
+		return argErr(op, "period", "%v is outside 0 or %v and above", d, MinRequestTimer)
 	}
 	return s.control(op, func() C.int { return C.memifgo_set_timer(s.h, C.int64_t(d)) })
 }
 
-// PollEvent wraps memif_poll_event: wait up to timeout for one event on the
-// socket's internal epoll and handle it, running callbacks on this goroutine.
-// A negative timeout blocks; zero returns at once. Interrupted waits (EINTR,
+// PollEvent is memif_poll_event: wait up to timeout for one event on the
+// socket's fds and handle it, running callbacks on this goroutine. A
+// negative timeout blocks; zero returns at once. Interrupted waits (EINTR,
 // which Go's runtime signals cause) are retried with the time left. After
 // CancelPollEvent it returns ErrPollCancel. Needs a socket created without
 // OnControlFDUpdate.
+//
+// The binding runs libmemif in control-fd mode and waits on its own epoll
+// (fds.go), as memif_poll_event does internally, so that it knows every fd
+// and can check each control message before libmemif reads it (guard.go).
+// The socket lock is not held while waiting: other goroutines' control
+// calls go ahead. Loop is the context-driven way to run a socket.
 func (s *Socket) PollEvent(timeout time.Duration) error {
 	const op = "memif_poll_event"
+	if s == nil {
+		return nilErr(op, "socket")
+	}
 	if s.onFD != nil {
 		return argErr(op, "socket", "it was created with OnControlFDUpdate: use ControlFDHandler")
 	}
-	locked, err := s.begin()
-	if err != nil {
-		return &Error{Op: op, Err: err}
+	if s.loop != nil {
+		return argErr(op, "socket", "a Loop polls it")
 	}
-	defer s.end(locked)
 	var deadline time.Time
 	if timeout > 0 {
 		deadline = time.Now().Add(timeout)
 	}
+	var evs [8]unix.EpollEvent
 	for {
-		ms := C.int(-1)
-		if timeout >= 0 {
-			// Round up so a short positive timeout does not busy-poll.
-			ms = C.int((timeout + time.Millisecond - 1) / time.Millisecond)
-		}
-		code, errno := C.memif_poll_event(s.h, ms)
-		if Errno(code) == ErrSyscall && errors.Is(errno, unix.EINTR) && s.cbErr == nil {
+		n, err := s.waitFDs(evs[:], timeout)
+		if errors.Is(err, unix.EINTR) {
 			if timeout > 0 {
 				if timeout = time.Until(deadline); timeout <= 0 {
 					return nil
@@ -339,37 +406,129 @@ func (s *Socket) PollEvent(timeout time.Duration) error {
 			}
 			continue
 		}
-		return s.finish(op, code)
+		if err != nil {
+			return &Error{Op: op, Err: err}
+		}
+		if n == 0 && timeout > 0 {
+			if timeout = time.Until(deadline); timeout > 0 {
+				continue // clamped wait (see waitFDs) ended early
+			}
+		}
+		return s.dispatch(op, evs[:n])
 	}
 }
 
-// CancelPollEvent wraps memif_cancel_poll_event: make a concurrent (or the
-// next) PollEvent return ErrPollCancel. Safe from any goroutine.
+// maxWaitMS is the longest single epoll wait (its timeout is a C int).
+const maxWaitMS = 1 << 30
+
+// waitFDs waits on the socket's epoll without holding the control lock.
+func (s *Socket) waitFDs(evs []unix.EpollEvent, timeout time.Duration) (int, error) {
+	s.cancelMu.RLock()
+	defer s.cancelMu.RUnlock()
+	if s.h == nil {
+		return 0, ErrDeleted
+	}
+	ms := -1
+	if timeout >= 0 {
+		// Round up so a short positive timeout does not busy-poll.
+		ms = int(min((timeout+time.Millisecond-1)/time.Millisecond, maxWaitMS))
+	}
+	if at := s.wakeAt.Load(); at != 0 { // wake for the guard's next handshake deadline
+		d := max(time.Until(time.Unix(0, at)), 0)
+		if dm := int((d + time.Millisecond - 1) / time.Millisecond); ms < 0 || dm < ms {
+			ms = dm
+		}
+	}
+	n, err := s.fdt.wait(evs, ms)
+	if err != nil && !errors.Is(err, unix.EINTR) {
+		err = syscallErr(err)
+	}
+	return n, err
+}
+
+// dispatch hands ready fds to libmemif under the control lock.
+func (s *Socket) dispatch(op string, evs []unix.EpollEvent) error {
+	if len(evs) == 0 && !s.guardDue() {
+		return nil
+	}
+	locked, err := s.begin()
+	if err != nil {
+		return &Error{Op: op, Err: err}
+	}
+	defer s.end(locked)
+	defer s.guardTick()
+	var first error
+	for _, e := range evs {
+		err := s.handleFD(op, int(e.Fd), fdEvents(e.Events))
+		if first == nil {
+			first = err
+		}
+		if s.h == nil {
+			break
+		}
+	}
+	return first
+}
+
+// handleFD runs libmemif's handler for one ready fd, after the guard has
+// checked what a control channel holds. Called on the control path.
+func (s *Socket) handleFD(op string, fd int, events FDEventType) error {
+	if fd == s.fdt.cancel {
+		return &Error{Op: op, Err: ErrPollCancel} // sticky, as memif_cancel_poll_event
+	}
+	w := s.fdt.fds[fd]
+	if w == nil || !stillReady(fd) {
+		return nil // handled or removed since the wait
+	}
+	if w.guard != nil {
+		w.guard.admit()
+	}
+	return s.finish(op, C.memif_control_fd_handler(w.ev.data, C.memif_fd_event_type_t(events)))
+}
+
+// CancelPollEvent is memif_cancel_poll_event: make a concurrent (or the
+// next) PollEvent return ErrPollCancel, and every later one too (a shutdown
+// signal, as in libmemif). Safe from any goroutine.
 func (s *Socket) CancelPollEvent() error {
 	const op = "memif_cancel_poll_event"
+	if s == nil {
+		return nilErr(op, "socket")
+	}
 	s.cancelMu.RLock()
 	defer s.cancelMu.RUnlock()
 	if s.onFD != nil {
 		return argErr(op, "socket", "it was created with OnControlFDUpdate and has no poll to cancel")
 	}
-	if s.h == nil { // s.h changes only under cancelMu's write lock
-
+	if s.h == nil {
 		return &Error{Op: op, Err: ErrDeleted}
 	}
-	return codeErr(op, C.memif_cancel_poll_event(s.h))
+	if _, err := unix.Write(s.fdt.cancel, []byte{1, 0, 0, 0, 0, 0, 0, 0}); err != nil {
+		return &Error{Op: op, Err: syscallErr(err)}
+	}
+	return nil
 }
 
 // ControlFDHandler wraps memif_control_fd_handler: tell libmemif that the fd
 // of ev (as reported to OnControlFDUpdate) is ready with events. Callbacks
-// run on this goroutine.
+// run on this goroutine. Control messages are checked first (guard.go).
 func (s *Socket) ControlFDHandler(ev FDEvent, events FDEventType) error {
 	const op = "memif_control_fd_handler"
+	if s == nil {
+		return nilErr(op, "socket")
+	}
 	if ev.data == nil {
 		return argErr(op, "event", "fd %d carries no libmemif context (was it reported by OnControlFDUpdate?)", ev.FD)
 	}
-	return s.control(op, func() C.int {
-		return C.memif_control_fd_handler(ev.data, C.memif_fd_event_type_t(events))
-	})
+	locked, err := s.begin()
+	if err != nil {
+		return &Error{Op: op, Err: err}
+	}
+	defer s.end(locked)
+	if w := s.fdt.fds[ev.FD]; w == nil || w.ev.data != ev.data {
+		return argErr(op, "event", "fd %d is not (or no longer) watched for libmemif", ev.FD)
+	}
+	defer s.guardTick()
+	return s.handleFD(op, ev.FD, events)
 }
 
 // ExternalRegion lets the application provide the packet-buffer region

@@ -26,9 +26,17 @@ const (
 
 // watched is one fd libmemif asked to be watched.
 type watched struct {
-	ev    FDEvent
-	kind  fdKind
-	guard *channelGuard // control channels only
+	ev       FDEvent
+	kind     fdKind
+	guard    *channelGuard // control channels only
+	dev, ino uint64        // identity: libmemif may close an fd without telling (see prune)
+}
+
+// same reports whether fd is still the file libmemif reported: its number
+// may have been closed and reused since.
+func (w *watched) same(fd int) bool {
+	var st unix.Stat_t
+	return unix.Fstat(fd, &st) == nil && st.Dev == w.dev && st.Ino == w.ino
 }
 
 // fdTable is a socket's fds and, when the binding polls, its epoll. It is
@@ -104,16 +112,25 @@ func (t *fdTable) update(s *Socket, ev FDEvent) error {
 		return t.ctl(unix.EPOLL_CTL_MOD, ev.FD, epollBits(w.ev.Type))
 	default:
 		w := &watched{ev: ev, kind: classifyFD(ev.FD)}
+		var st unix.Stat_t
+		if unix.Fstat(ev.FD, &st) == nil {
+			w.dev, w.ino = st.Dev, st.Ino
+		}
 		if w.kind == fdListener {
 			t.listenName = sockName(ev.FD)
-		}
-		if w.kind == fdChannel {
-			w.guard = s.newChannelGuard(ev.FD)
 		}
 		if old := t.fds[ev.FD]; old != nil && old.guard != nil {
 			old.guard.release() // libmemif closed it without a DEL and the number came back
 		}
 		t.fds[ev.FD] = w
+		if w.kind == fdChannel {
+			// libmemif answers each message with a sendmsg: on a blocking
+			// socket, a peer that stops reading would stall the control
+			// path for good. Non-blocking, the send fails and libmemif
+			// drops the channel; it reads only when the fd is ready.
+			unix.SetNonblock(ev.FD, true)
+			w.guard = s.newChannelGuard(ev.FD)
+		}
 		err := t.ctl(unix.EPOLL_CTL_ADD, ev.FD, epollBits(ev.Type))
 		if errors.Is(err, unix.EEXIST) {
 			err = t.ctl(unix.EPOLL_CTL_MOD, ev.FD, epollBits(ev.Type))
@@ -168,16 +185,36 @@ func sockName(fd int) string {
 	return ""
 }
 
+// prune forgets fds libmemif closed without a DEL report: its listener
+// handler closes an accepted channel it already reported when sending HELLO
+// fails (the peer hung up before the accept). Run after listener events.
+func (t *fdTable) prune() {
+	for fd, w := range t.fds {
+		if !w.same(fd) {
+			delete(t.fds, fd)
+			if t.epfd >= 0 {
+				unix.EpollCtl(t.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+			}
+			if w.guard != nil {
+				w.guard.release()
+			}
+		}
+	}
+}
+
 // leaked lists the fds memif_delete_socket leaves open: the ones it stopped
 // watching without closing (the listener) and the ones it never stopped
-// watching (the request timer, control channels that never authenticated).
+// watching (the request timer, control channels that never authenticated),
+// each still the file libmemif reported.
 func (t *fdTable) leaked() []int {
 	out := append([]int(nil), t.dropped...)
 	for fd, w := range t.fds {
 		if w.guard != nil {
 			w.guard.release()
 		}
-		out = append(out, fd)
+		if w.same(fd) {
+			out = append(out, fd)
+		}
 	}
 	return out
 }

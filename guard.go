@@ -168,6 +168,7 @@ type channelGuard struct {
 // channel down; libmemif's handler cleans up when the fd reads end-of-file.
 func (s *Socket) newChannelGuard(fd int) *channelGuard {
 	g := &channelGuard{s: s, fd: fd, deadline: time.Now().Add(s.guard.HandshakeTimeout)}
+	s.fdt.fds[fd].guard = g // refuse checks that the table still holds it
 	// Accepted on our listener: it has the listener's address. Our slaves'
 	// sockets have none, or an autobound one when the master passes
 	// credentials.
@@ -227,6 +228,9 @@ func (g *channelGuard) refuse(msg, reason string) {
 		return
 	}
 	g.state = gsClosed
+	if w := g.s.fdt.fds[g.fd]; w == nil || w.guard != g || !w.same(g.fd) {
+		return // no longer ours (see fdTable.prune): never touch another file
+	}
 	unix.Shutdown(g.fd, unix.SHUT_RDWR)
 	if cb := g.s.guard.OnRefuse; cb != nil {
 		cb(&ProtocolError{Peer: g.peer(), FD: g.fd, Msg: msg, Reason: reason})
@@ -235,18 +239,45 @@ func (g *channelGuard) refuse(msg, reason string) {
 
 // admit runs before libmemif reads the channel: it checks the message
 // waiting there, and on a violation shuts the channel and drains what the
-// peer queued, so that libmemif reads end-of-file.
-func (g *channelGuard) admit() {
+// peer queued, so that libmemif reads end-of-file. It returns false when
+// there is nothing for libmemif to read (a spurious wake-up).
+func (g *channelGuard) admit() bool {
 	if g.state != gsClosed {
-		if msg, reason := g.check(); reason != "" {
+		switch msg, reason, v := g.check(); v {
+		case verdictRefuse:
 			g.s.gstats.malformed.Add(1)
 			g.refuse(msg, reason)
+		case verdictHangup:
+			g.hangup()
+		case verdictNothing:
+			return false
 		}
 	}
 	if g.state == gsClosed {
 		drain(g.fd)
 	}
+	return true
 }
+
+// hangup closes a channel whose socket failed (the peer reset it): the
+// error is consumed by the peek, so libmemif must read end-of-file, never
+// a message queued before the reset.
+func (g *channelGuard) hangup() {
+	g.settle()
+	g.state = gsClosed
+	if w := g.s.fdt.fds[g.fd]; w != nil && w.guard == g && w.same(g.fd) {
+		unix.Shutdown(g.fd, unix.SHUT_RDWR)
+	}
+}
+
+type verdict uint8
+
+const (
+	verdictAdmit   verdict = iota // a valid message, or end-of-file: libmemif reads it
+	verdictRefuse                 // a protocol violation
+	verdictHangup                 // the socket failed
+	verdictNothing                // nothing queued
+)
 
 // expire closes a channel whose handshake outlived its deadline.
 func (g *channelGuard) expire(now time.Time) {
@@ -284,16 +315,29 @@ func (s *Socket) guardDue() bool {
 	return at != 0 && time.Now().UnixNano() >= at
 }
 
-// check peeks at the next message and validates it; "" means admit.
-func (g *channelGuard) check() (msg, reason string) {
+// check peeks at the next message and validates it.
+func (g *channelGuard) check() (msg, reason string, v verdict) {
+	msg, reason, v = g.peek()
+	if v == verdictAdmit && reason != "" {
+		v = verdictRefuse
+	}
+	return msg, reason, v
+}
+
+func (g *channelGuard) peek() (msg, reason string, v verdict) {
 	var buf [msgSize + 1]byte
 	oob := make([]byte, oobSize)
 	n, oobn, flags, _, err := unix.Recvmsg(g.fd, buf[:], oob, unix.MSG_PEEK|unix.MSG_DONTWAIT|unix.MSG_CMSG_CLOEXEC)
-	if errors.Is(err, unix.EAGAIN) || (err == nil && n == 0 && oobn == 0) {
-		return "", "" // nothing queued (end-of-file or a spurious wake-up): libmemif copes
-	}
-	if err != nil {
-		return "", "" // a socket error: libmemif's recvmsg sees it too and disconnects
+	switch {
+	case errors.Is(err, unix.EAGAIN):
+		return "", "", verdictNothing
+	case err != nil:
+		// ECONNRESET (the peer closed with our messages unread) and the
+		// like: the peek consumed the error, and libmemif would read the
+		// message queued behind it.
+		return "", "", verdictHangup
+	case n == 0 && oobn == 0:
+		return "", "", verdictAdmit // end-of-file: libmemif's own clean-up
 	}
 	fds := peekedFDs(oob[:oobn])
 	defer func() {
@@ -302,17 +346,17 @@ func (g *channelGuard) check() (msg, reason string) {
 		}
 	}()
 	if flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 || n != msgSize {
-		return "", fmt.Sprintf("message of %d bytes (flags %#x), memif messages are %d", n, flags, msgSize)
+		return "", fmt.Sprintf("message of %d bytes (flags %#x), memif messages are %d", n, flags, msgSize), verdictAdmit
 	}
 	typ := binary.LittleEndian.Uint16(buf[0:])
 	body := buf[2:msgSize]
 	msg = msgName(typ)
 	wantFD := typ == msgAddRegion || typ == msgAddRing
 	if len(fds) > 1 || (len(fds) == 1) != wantFD {
-		return msg, fmt.Sprintf("carries %d fds", len(fds))
+		return msg, fmt.Sprintf("carries %d fds", len(fds)), verdictAdmit
 	}
 	if !g.allowed(typ) {
-		return msg, "not allowed in this state of the handshake"
+		return msg, "not allowed in this state of the handshake", verdictAdmit
 	}
 	switch typ {
 	case msgInit:
@@ -334,7 +378,7 @@ func (g *channelGuard) check() (msg, reason string) {
 	if reason == "" {
 		g.advance(typ)
 	}
-	return msg, reason
+	return msg, reason, verdictAdmit
 }
 
 // allowed is the handshake's state machine, seen from the peer's side.
@@ -466,7 +510,9 @@ func drain(fd int) {
 		for _, f := range peekedFDs(oob[:oobn]) {
 			unix.Close(f)
 		}
-		if err != nil || (n == 0 && oobn == 0) {
+		// A socket error (ECONNRESET) is reported once, ahead of what is
+		// still queued: read on until nothing is left or end-of-file.
+		if errors.Is(err, unix.EAGAIN) || (err == nil && n == 0 && oobn == 0) {
 			return
 		}
 	}

@@ -110,6 +110,8 @@ func (l *Loop) closeFDs() {
 	if l.file != nil {
 		l.file.Close()
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.wake >= 0 {
 		unix.Close(l.wake)
 		l.wake = -1
@@ -127,8 +129,14 @@ func (l *Loop) Errors() uint64 { return l.errs.Load() }
 // Done is closed when Run has returned and everything is deleted.
 func (l *Loop) Done() <-chan struct{} { return l.done }
 
+// wakeup makes Run look at its queue and ctx. Under mu, so it never writes
+// to the eventfd after shutdown closed it (its number may be reused).
 func (l *Loop) wakeup() {
-	unix.Write(l.wake, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.wake >= 0 {
+		unix.Write(l.wake, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+	}
 }
 
 // Do runs fn on the loop goroutine and returns what it returned; for control

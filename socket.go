@@ -428,11 +428,7 @@ func (s *Socket) waitFDs(evs []unix.EpollEvent, timeout time.Duration) (int, err
 	if s.h == nil {
 		return 0, ErrDeleted
 	}
-	ms := -1
-	if timeout >= 0 {
-		// Round up so a short positive timeout does not busy-poll.
-		ms = int(min((timeout+time.Millisecond-1)/time.Millisecond, maxWaitMS))
-	}
+	ms := waitMillis(timeout)
 	if at := s.wakeAt.Load(); at != 0 { // wake for the guard's next handshake deadline
 		d := max(time.Until(time.Unix(0, at)), 0)
 		if dm := int((d + time.Millisecond - 1) / time.Millisecond); ms < 0 || dm < ms {
@@ -444,6 +440,19 @@ func (s *Socket) waitFDs(evs []unix.EpollEvent, timeout time.Duration) (int, err
 		err = syscallErr(err)
 	}
 	return n, err
+}
+
+// waitMillis converts a PollEvent timeout for epoll_wait: -1 blocks, a
+// positive one rounds up (no busy-poll on short ones) and is clamped to
+// what the C int holds (PollEvent waits again for the rest).
+func waitMillis(timeout time.Duration) int {
+	if timeout < 0 {
+		return -1
+	}
+	if timeout >= maxWaitMS*time.Millisecond {
+		return maxWaitMS
+	}
+	return int((timeout + time.Millisecond - 1) / time.Millisecond)
 }
 
 // dispatch hands ready fds to libmemif under the control lock.
@@ -480,10 +489,14 @@ func (s *Socket) handleFD(op string, fd int, events FDEventType) error {
 	if w == nil || !stillReady(fd) {
 		return nil // handled or removed since the wait
 	}
-	if w.guard != nil {
-		w.guard.admit()
+	if w.guard != nil && !w.guard.admit() {
+		return nil
 	}
-	return s.finish(op, C.memif_control_fd_handler(w.ev.data, C.memif_fd_event_type_t(events)))
+	err := s.finish(op, C.memif_control_fd_handler(w.ev.data, C.memif_fd_event_type_t(events)))
+	if w.kind == fdListener {
+		s.fdt.prune()
+	}
+	return err
 }
 
 // CancelPollEvent is memif_cancel_poll_event: make a concurrent (or the

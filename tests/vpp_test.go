@@ -120,7 +120,9 @@ type responder struct {
 func startResponder(t *testing.T, args ...string) *responder {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "icmp_responder")
-	out, err := exec.Command("go", "build", "-o", bin, "../examples/icmp_responder").CombinedOutput()
+	build := exec.Command("go", "build", "-o", bin, "./icmp_responder")
+	build.Dir = "../examples" // the examples are their own module
+	out, err := build.CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	r := &responder{cmd: exec.Command(bin, args...), out: &output{}, exited: make(chan error, 1)}
 	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out

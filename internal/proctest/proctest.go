@@ -4,6 +4,7 @@ package proctest
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -104,19 +105,29 @@ type Proc struct {
 // still runs.
 func Start(t testing.TB, bin string, args ...string) *Proc {
 	t.Helper()
-	p := &Proc{Cmd: exec.Command(bin, args...), Exited: make(chan struct{})}
-	p.Cmd.Stdout, p.Cmd.Stderr = &p.Stdout, &p.Stderr
-	if err := p.Cmd.Start(); err != nil {
+	return StartStop(t, os.Kill, 0, bin, args...)
+}
+
+// StartStop runs bin with args; if it still runs when the test ends, it gets
+// sig (to clean up, e.g. remove its socket file) and SIGKILL if it has not
+// exited grace later. os/exec does both (CommandContext, Cancel, WaitDelay);
+// the cleanup only cancels and reaps.
+func StartStop(t testing.TB, sig os.Signal, grace time.Duration, bin string, args ...string) *Proc {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(sig) }
+	cmd.WaitDelay = grace
+	p := &Proc{Cmd: cmd, Exited: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = &p.Stdout, &p.Stderr
+	if err := cmd.Start(); err != nil {
+		cancel()
 		t.Fatalf("start %s: %v", bin, err)
 	}
-	go func() { p.Err = p.Cmd.Wait(); close(p.Exited) }()
+	go func() { p.Err = cmd.Wait(); close(p.Exited) }()
 	t.Cleanup(func() {
-		select {
-		case <-p.Exited:
-		default:
-			p.Cmd.Process.Kill()
-			<-p.Exited
-		}
+		cancel()
+		<-p.Exited
 	})
 	return p
 }

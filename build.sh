@@ -9,10 +9,11 @@
 #   ./build.sh demo [..]  run the loopback demo (flags go to examples/loopback)
 #   ./build.sh soak       the long tests (more cycles and packets)
 #   ./build.sh bench      examples/bench against its C twin, table and plot
+#   ./build.sh floor      go vet and go test -race of the binding with the oldest Go it supports
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# --- find libmemif: LIBMEMIF_PREFIX, the standard paths, or FD.io's libmemif-dev layout ---
+# --- find libmemif: LIBMEMIF_PREFIX, the standard paths, or include/memif (the layout of FD.io's old libmemif-dev) ---
 find_libmemif() {
   local inc="" lib=""
   local prefixes=()
@@ -27,7 +28,7 @@ find_libmemif() {
     done
   done
   if [ -z "$inc" ] || [ -z "$lib" ]; then
-    echo "build.sh: libmemif 4.0 not found (need libmemif.h and libmemif.so): install FD.io's libmemif-dev package, or build FD.io VPP extras/libmemif v26.06 and install it (set LIBMEMIF_PREFIX if not under /usr or /usr/local)" >&2
+    echo "build.sh: libmemif 4.0 not found (need libmemif.h and libmemif.so): build and install FD.io VPP extras/libmemif v26.06 as README says (set LIBMEMIF_PREFIX if not under /usr or /usr/local)" >&2
     exit 1
   fi
   export CGO_ENABLED=1
@@ -52,7 +53,7 @@ case "$cmd" in
     for d in examples/*/; do
       [ -f "$d/main.go" ] && (cd examples && go build -o "../bin/$(basename "$d")" "./$(basename "$d")")
     done
-    echo "built: bin/$(ls bin | tr '\n' ' ')"
+    echo "built:" bin/*
     ;;
   test)
     unformatted=$(gofmt -l .)
@@ -66,6 +67,7 @@ case "$cmd" in
   bench)
     # Go bench and its C twin, alternately, per scenario; table, bench/results.json, docs/bench.png.
     mkdir -p bin docs
+    # shellcheck disable=SC2086 # the flags are several words
     cc -O2 -o bin/memif_bench_c bench/c/memif_bench.c $CGO_CFLAGS $CGO_LDFLAGS -lmemif -lpthread
     (cd examples && go build -o ../bin/bench ./bench)
     (cd examples && go run ./bench/compare -go ../bin/bench -c ../bin/memif_bench_c -out ../bench/results.json "$@")
@@ -74,7 +76,16 @@ case "$cmd" in
   soak)
     MEMIF_SOAK=1 in_modules go test -count=1 -timeout 60m -run 'Cycles|Traffic|Queues|Chained' ./... "$@"
     ;;
+  floor)
+    # The oldest Go the binding supports is go.mod's go line: GOTOOLCHAIN
+    # fetches that exact release as a module. Only the root module: the
+    # examples' go line is set by their dependencies (gopacket needs 1.25).
+    v="go$(go list -m -f '{{.GoVersion}}')"
+    GOTOOLCHAIN="$v" go version
+    GOTOOLCHAIN="$v" go vet ./...
+    GOTOOLCHAIN="$v" go test -race -count=1 -timeout 20m ./... "$@"
+    ;;
   *)
-    echo "usage: ./build.sh [build|test|demo|soak|bench]" >&2; exit 2
+    echo "usage: ./build.sh [build|test|demo|soak|bench|floor]" >&2; exit 2
     ;;
 esac

@@ -33,7 +33,7 @@ func startVPP(t *testing.T) *vppProc {
 	t.Helper()
 	bin, err := exec.LookPath("vpp")
 	if err != nil {
-		t.Skip("vpp not found: run the VPP interop tests with VPP installed (docker build -t memif-go . && docker run --rm --privileged memif-go)")
+		t.Skip("vpp not found: run the VPP interop tests with VPP installed, e.g. in the Docker image (README, Docker)")
 	}
 	ctl, err := exec.LookPath("vppctl")
 	require.NoError(t, err, "vpp without vppctl")

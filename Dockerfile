@@ -3,7 +3,7 @@
 # DPDK testpmd and tshark from Debian, Go from the official golang image.
 #
 #   docker build --build-context libmemif=/usr/local -t memif-go .
-#   docker run --rm --cap-add SYS_NICE memif-go     # ./build.sh test: unit, examples, DPDK and VPP interop
+#   docker run --rm memif-go      # ./build.sh test: unit, examples, DPDK and VPP interop
 #
 # FD.io publishes no libmemif 4.0 package and nothing here builds it: the
 # libmemif context is a prefix (include/libmemif.h, lib/libmemif.so*) where you
@@ -20,10 +20,10 @@ FROM golang:${GO_VERSION}-${DEBIAN_RELEASE} AS go
 FROM scratch AS libmemif
 
 FROM debian:${DEBIAN_RELEASE}-slim
-# Every VPP package is pinned to VPP_VERSION; VPP_REPO is FD.io's repository
-# of that release branch (stable/2606).
+# Every VPP package is pinned to VPP_VERSION, from FD.io's repository VPP_REPO
+# (release: the releases; NNNN: builds of branch stable/NNNN).
 ARG VPP_VERSION=26.06-release
-ARG VPP_REPO=2606
+ARG VPP_REPO=release
 COPY docker/image.sh /usr/local/bin/memif-go-image
 # The bracketed globs match nothing, instead of failing, where the context
 # lacks a folder, so the check below can say what is missing.

@@ -51,7 +51,7 @@ vpp_packages() {
 
 install_packages() {
   : "${VPP_VERSION:?set VPP_VERSION, e.g. 26.06-release}"
-  : "${VPP_REPO:?set VPP_REPO, the FD.io packagecloud repository, e.g. 2606}"
+  : "${VPP_REPO:?set VPP_REPO, the FD.io packagecloud repository, e.g. release}"
   local dist
   # shellcheck source=/dev/null
   dist="$(. /etc/os-release && echo "$VERSION_CODENAME")"

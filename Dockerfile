@@ -29,7 +29,7 @@ COPY docker/image.sh /usr/local/bin/memif-go-image
 # lacks a folder, so the check below can say what is missing.
 COPY --from=libmemif inclu[d]e/libmemif.h inclu[d]e/memif.h /tmp/libmemif/include/
 COPY --from=libmemif li[b]/libmemif.so* /tmp/libmemif/lib/
-RUN memif-go-image install-libmemif /tmp/libmemif /usr/local && rm -rf /tmp/libmemif
+RUN memif-go-image install-libmemif /tmp/libmemif /usr/local "the libmemif build context" && rm -rf /tmp/libmemif
 RUN VPP_VERSION="$VPP_VERSION" VPP_REPO="$VPP_REPO" memif-go-image install-packages
 
 COPY --from=go /usr/local/go /usr/local/go

@@ -2,8 +2,9 @@
 # The shell steps of memif-go's Docker image, in one place so that .ci/run
 # runs the same steps on a developer machine or CI where it can.
 #
-#   image.sh check-libmemif PREFIX      PREFIX holds libmemif 4.0 (include/libmemif.h, lib/libmemif.so*)
-#   image.sh install-libmemif SRC DEST  check SRC, copy its header and library into DEST/include, DEST/lib
+#   image.sh check-libmemif PREFIX [NAME]      PREFIX holds libmemif 4.0 (include/libmemif.h, lib/libmemif.so*)
+#   image.sh install-libmemif SRC DEST [NAME]  check SRC, copy its header and library into DEST/include, DEST/lib
+#                                              (NAME: what to call SRC in the message, e.g. the build context)
 #   image.sh debian-packages            the Debian packages the build and the interop tests need
 #   image.sh vpp-packages VERSION       FD.io's VPP packages the tests need, each pinned to VERSION
 #   image.sh install-packages           apt: the Debian packages, then VPP from FD.io's repository
@@ -20,7 +21,7 @@ die() {
 
 # One line, the same in the image and in CI, when libmemif is missing.
 check_libmemif() {
-  local p="$1"
+  local p="$1" name="${2:-$1}"
   local why=""
   if [ ! -f "$p/include/libmemif.h" ]; then
     why="no include/libmemif.h"
@@ -30,7 +31,7 @@ check_libmemif() {
     why="include/libmemif.h is not libmemif 4.0"
   fi
   [ -z "$why" ] ||
-    die "libmemif 4.0 not found in $p ($why): build and install FD.io VPP extras/libmemif v26.06 as README says (for Docker, pass its prefix: docker build --build-context libmemif=<prefix> .)"
+    die "libmemif 4.0 not found in $name ($why): build and install FD.io VPP extras/libmemif v26.06 as README says (for Docker, pass its prefix: docker build --build-context libmemif=<prefix> .)"
 }
 
 # The packages every machine that runs the tests needs: a C compiler for cgo,
@@ -80,7 +81,7 @@ install_packages() {
 
 install_libmemif() {
   local src="$1" dest="$2"
-  check_libmemif "$src"
+  check_libmemif "$src" "${3:-$src}"
   install -d "$dest/include" "$dest/lib"
   cp -a "$src/include/libmemif.h" "$dest/include/"
   if [ -f "$src/include/memif.h" ]; then cp -a "$src/include/memif.h" "$dest/include/"; fi
@@ -116,8 +117,8 @@ preflight() {
 cmd="${1:-}"
 [ $# -gt 0 ] && shift
 case "$cmd" in
-  check-libmemif) check_libmemif "${1:?prefix}" ;;
-  install-libmemif) install_libmemif "${1:?source prefix}" "${2:?destination prefix}" ;;
+  check-libmemif) check_libmemif "${1:?prefix}" "${2:-}" ;;
+  install-libmemif) install_libmemif "${1:?source prefix}" "${2:?destination prefix}" "${3:-}" ;;
   debian-packages) debian_packages ;;
   vpp-packages) vpp_packages "${1:?version}" ;;
   install-packages) install_packages ;;

@@ -69,9 +69,10 @@ case "$cmd" in
     mkdir -p bin docs
     # shellcheck disable=SC2086 # the flags are several words
     cc -O2 -o bin/memif_bench_c bench/c/memif_bench.c $CGO_CFLAGS $CGO_LDFLAGS -lmemif -lpthread
-    (cd examples && go build -o ../bin/bench ./bench)
-    (cd examples && go run ./bench/compare -go ../bin/bench -c ../bin/memif_bench_c -out ../bench/results.json "$@")
-    (cd examples && go run ./bench/plot -in ../bench/results.json -out ../docs/bench.png)
+    # Built in the examples module, run from here: their default paths are this folder's.
+    (cd examples && go build -o ../bin/ ./bench ./bench/compare ./bench/plot)
+    bin/compare -go bin/bench -c bin/memif_bench_c -out bench/results.json "$@"
+    bin/plot -in bench/results.json -out docs/bench.png
     ;;
   soak)
     MEMIF_SOAK=1 in_modules go test -count=1 -timeout 60m -run 'Cycles|Traffic|Queues|Chained' ./... "$@"

@@ -105,19 +105,33 @@ type Proc struct {
 // still runs.
 func Start(t testing.TB, bin string, args ...string) *Proc {
 	t.Helper()
-	return StartStop(t, os.Kill, 0, bin, args...)
+	return StartWith(t, Options{}, bin, args...)
 }
 
-// StartStop runs bin with args; if it still runs when the test ends, it gets
-// sig (to clean up, e.g. remove its socket file) and SIGKILL if it has not
-// exited grace later. os/exec does both (CommandContext, Cancel, WaitDelay);
-// the cleanup only cancels and reaps.
-func StartStop(t testing.TB, sig os.Signal, grace time.Duration, bin string, args ...string) *Proc {
+// Options tunes StartWith; the zero value is Start's behaviour.
+type Options struct {
+	Env []string // added to the test's environment
+	// Stop is sent if the process still runs when the test ends (e.g.
+	// SIGTERM, to let it remove its socket file), and SIGKILL Grace later.
+	// Nil: SIGKILL at once.
+	Stop  os.Signal
+	Grace time.Duration
+}
+
+// StartWith runs bin with args and opt. os/exec stops the process at the
+// test's end (CommandContext, Cancel, WaitDelay); the cleanup cancels and
+// reaps.
+func StartWith(t testing.TB, opt Options, bin string, args ...string) *Proc {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Cancel = func() error { return cmd.Process.Signal(sig) }
-	cmd.WaitDelay = grace
+	if opt.Stop != nil {
+		cmd.Cancel = func() error { return cmd.Process.Signal(opt.Stop) }
+		cmd.WaitDelay = opt.Grace
+	}
+	if opt.Env != nil {
+		cmd.Env = append(os.Environ(), opt.Env...)
+	}
 	p := &Proc{Cmd: cmd, Exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = &p.Stdout, &p.Stderr
 	if err := cmd.Start(); err != nil {
@@ -130,6 +144,17 @@ func StartStop(t testing.TB, sig os.Signal, grace time.Duration, bin string, arg
 		<-p.Exited
 	})
 	return p
+}
+
+// Alive is nil while the process runs, else an error with its exit status
+// and output.
+func (p *Proc) Alive() error {
+	select {
+	case <-p.Exited:
+		return fmt.Errorf("exited (%v): %s", p.Err, p.String())
+	default:
+		return nil
+	}
 }
 
 // String is everything the process printed, stdout then stderr.

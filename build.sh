@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # memif-go's one entry point. libmemif is an installed system library: this
 # script finds it, it never builds it.
-#   ./build.sh            build the package and the examples into ./bin
-#   ./build.sh test       gofmt check, go vet, go test -race ./...
+# Two modules: the binding (., what importers get) and the examples and tools
+# (examples/, their own module with gopacket and gonum plot). Every command
+# covers both.
+#   ./build.sh            build both modules, the examples into ./bin
+#   ./build.sh test       gofmt check, go vet, go test -race, in both modules
 #   ./build.sh demo [..]  run the loopback demo (flags go to examples/loopback)
 #   ./build.sh soak       the long tests (more cycles and packets)
+#   ./build.sh bench      examples/bench against its C twin, table and plot
+#   ./build.sh floor      go vet and go test -race of the binding with the oldest Go it supports
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# --- find libmemif: LIBMEMIF_PREFIX, the standard paths, or FD.io's libmemif-dev layout ---
+# --- find libmemif: LIBMEMIF_PREFIX, the standard paths, or include/memif (the layout of FD.io's old libmemif-dev) ---
 find_libmemif() {
   local inc="" lib=""
   local prefixes=()
@@ -23,7 +28,7 @@ find_libmemif() {
     done
   done
   if [ -z "$inc" ] || [ -z "$lib" ]; then
-    echo "build.sh: libmemif 4.0 not found (need libmemif.h and libmemif.so): install FD.io's libmemif-dev package, or build FD.io VPP extras/libmemif v26.06 and install it (set LIBMEMIF_PREFIX if not under /usr or /usr/local)" >&2
+    echo "build.sh: libmemif 4.0 not found (need libmemif.h and libmemif.so): build and install FD.io VPP extras/libmemif v26.06 as README says (set LIBMEMIF_PREFIX if not under /usr or /usr/local)" >&2
     exit 1
   fi
   export CGO_ENABLED=1
@@ -35,36 +40,53 @@ cmd="${1:-build}"
 [ $# -gt 0 ] && shift
 find_libmemif
 
+# in_modules runs a command in the root module, then in the examples module.
+in_modules() {
+  "$@"
+  (cd examples && "$@")
+}
+
 case "$cmd" in
   build)
-    go build ./...
+    in_modules go build ./...
     mkdir -p bin
     for d in examples/*/; do
-      [ -f "$d/main.go" ] && go build -o "bin/$(basename "$d")" "./$d"
+      [ -f "$d/main.go" ] && (cd examples && go build -o "../bin/$(basename "$d")" "./$(basename "$d")")
     done
-    echo "built: bin/$(ls bin | tr '\n' ' ')"
+    echo "built:" bin/*
     ;;
   test)
     unformatted=$(gofmt -l .)
     if [ -n "$unformatted" ]; then echo "gofmt needed on: $unformatted" >&2; exit 1; fi
-    go vet ./...
-    go test -race -count=1 -timeout 20m ./... "$@"
+    in_modules go vet ./...
+    in_modules go test -race -count=1 -timeout 20m ./... "$@"
     ;;
   demo)
-    go run ./examples/loopback "$@"
+    cd examples && go run ./loopback "$@"
     ;;
   bench)
     # Go bench and its C twin, alternately, per scenario; table, bench/results.json, docs/bench.png.
     mkdir -p bin docs
+    # shellcheck disable=SC2086 # the flags are several words
     cc -O2 -o bin/memif_bench_c bench/c/memif_bench.c $CGO_CFLAGS $CGO_LDFLAGS -lmemif -lpthread
-    go build -o bin/bench ./examples/bench
-    go run ./examples/bench/compare -go bin/bench -c bin/memif_bench_c -out bench/results.json "$@"
-    go run ./examples/bench/plot -in bench/results.json -out docs/bench.png
+    # Built in the examples module, run from here: their default paths are this folder's.
+    (cd examples && go build -o ../bin/ ./bench ./bench/compare ./bench/plot)
+    bin/compare -go bin/bench -c bin/memif_bench_c -out bench/results.json "$@"
+    bin/plot -in bench/results.json -out docs/bench.png
     ;;
   soak)
-    MEMIF_SOAK=1 go test -count=1 -timeout 60m -run 'Cycles|Traffic|Queues|Chained' ./... "$@"
+    MEMIF_SOAK=1 in_modules go test -count=1 -timeout 60m -run 'Cycles|Traffic|Queues|Chained' ./... "$@"
+    ;;
+  floor)
+    # The oldest Go the binding supports is go.mod's go line: GOTOOLCHAIN
+    # fetches that exact release as a module. Only the root module: the
+    # examples' go line is set by their dependencies (gopacket needs 1.25).
+    v="go$(go list -m -f '{{.GoVersion}}')"
+    GOTOOLCHAIN="$v" go version
+    GOTOOLCHAIN="$v" go vet ./...
+    GOTOOLCHAIN="$v" go test -race -count=1 -timeout 20m ./... "$@"
     ;;
   *)
-    echo "usage: ./build.sh [build|test|demo|soak|bench]" >&2; exit 2
+    echo "usage: ./build.sh [build|test|demo|soak|bench|floor]" >&2; exit 2
     ;;
 esac

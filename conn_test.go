@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 )
 
@@ -417,12 +418,12 @@ func TestConnectDisconnectCycles(t *testing.T) {
 		d.do(func() {}) // barrier: libmemif closes fds after on_disconnect returns
 	}
 	cycle() // warm up lazily opened fds
-	before, goBefore := openFDs(t), runtime.NumGoroutine()
+	before, goroutines := openFDs(t), goleak.IgnoreCurrent()
 	for i := 0; i < cycles; i++ {
 		cycle()
 	}
 	assert.Equal(t, before, openFDs(t), "open fds after %d cycles", cycles)
-	assert.LessOrEqual(t, runtime.NumGoroutine(), goBefore+2)
+	goleak.VerifyNone(t, goroutines) // no goroutine per cycle outlives it
 }
 
 func TestCallbackPanicIsRecovered(t *testing.T) {

@@ -1,23 +1,11 @@
 module github.com/memif-go/memif
 
-go 1.26.0
+go 1.24.0
 
 require (
-	github.com/gopacket/gopacket v1.7.7
 	github.com/stretchr/testify v1.12.1
-	golang.org/x/sys v0.49.0
-	gonum.org/v1/plot v0.17.0
+	go.uber.org/goleak v1.3.0
+	golang.org/x/sys v0.41.0
 )
 
-require (
-	codeberg.org/go-fonts/liberation v0.5.0 // indirect
-	codeberg.org/go-latex/latex v0.2.0 // indirect
-	codeberg.org/go-pdf/fpdf v0.11.1 // indirect
-	git.sr.ht/~sbinet/gg v0.7.0 // indirect
-	github.com/ajstarks/svgo v0.0.0-20211024235047-1546f124cd8b // indirect
-	github.com/golang/freetype v0.0.0-20170609003504-e2365dfdc4a0 // indirect
-	go.yaml.in/yaml/v3 v3.0.5 // indirect
-	golang.org/x/image v0.30.0 // indirect
-	golang.org/x/net v0.55.0 // indirect
-	golang.org/x/text v0.37.0 // indirect
-)
+require go.yaml.in/yaml/v3 v3.0.5 // indirect

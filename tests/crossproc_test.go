@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"syscall"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/memif-go/memif"
 	"github.com/memif-go/memif/internal/exutil"
+	"github.com/memif-go/memif/internal/proctest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -124,45 +124,27 @@ func echo(c *memif.Conn, copyMode bool) error {
 }
 
 // peerProc is the test binary running as an echo peer.
-type peerProc struct {
-	cmd    *exec.Cmd
-	out    *output
-	exited chan error
-}
+type peerProc struct{ *proctest.Proc }
 
 func startPeer(t *testing.T, role, path string) *peerProc {
 	t.Helper()
-	p := &peerProc{cmd: exec.Command(os.Args[0], "-test.run=^$"), out: &output{}, exited: make(chan error, 1)}
-	p.cmd.Env = append(os.Environ(), "MEMIF_PEER_ROLE="+role, "MEMIF_PEER_SOCKET="+path)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	require.NoError(t, p.cmd.Start())
-	go func() { p.exited <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.exited
-		p.exited <- nil
-		if t.Failed() {
-			t.Logf("peer output:\n%s", p.out.String())
+	var p *proctest.Proc
+	t.Cleanup(func() { // runs after proctest's cleanup has reaped the peer
+		if t.Failed() && p != nil {
+			t.Logf("peer output:\n%s", p.String())
 		}
 	})
-	return p
+	p = proctest.StartWith(t, proctest.Options{Env: []string{"MEMIF_PEER_ROLE=" + role, "MEMIF_PEER_SOCKET=" + path}},
+		os.Args[0], "-test.run=^$")
+	return &peerProc{p}
 }
 
-func (p *peerProc) alive() error {
-	select {
-	case err := <-p.exited:
-		p.exited <- err
-		return fmt.Errorf("exited (%v): %s", err, p.out.String())
-	default:
-		return nil
-	}
-}
+func (p *peerProc) alive() error { return p.Alive() }
 
 func (p *peerProc) kill9(t *testing.T) {
 	t.Helper()
-	require.NoError(t, p.cmd.Process.Signal(syscall.SIGKILL))
-	err := <-p.exited
-	p.exited <- err
+	require.NoError(t, p.Cmd.Process.Signal(syscall.SIGKILL))
+	<-p.Exited
 }
 
 func TestCrossProcessKillAndRestart(t *testing.T) {

@@ -33,7 +33,7 @@ func startVPP(t *testing.T) *vppProc {
 	t.Helper()
 	bin, err := exec.LookPath("vpp")
 	if err != nil {
-		t.Skip("vpp not found: run the VPP interop tests with VPP installed (docker build -t memif-go . && docker run --rm --privileged memif-go)")
+		t.Skip("vpp not found: run the VPP interop tests with VPP installed, e.g. in the Docker image (README, Docker)")
 	}
 	ctl, err := exec.LookPath("vppctl")
 	require.NoError(t, err, "vpp without vppctl")
@@ -120,7 +120,9 @@ type responder struct {
 func startResponder(t *testing.T, args ...string) *responder {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "icmp_responder")
-	out, err := exec.Command("go", "build", "-o", bin, "../examples/icmp_responder").CombinedOutput()
+	build := exec.Command("go", "build", "-o", bin, "./icmp_responder")
+	build.Dir = "../examples" // the examples are their own module
+	out, err := build.CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	r := &responder{cmd: exec.Command(bin, args...), out: &output{}, exited: make(chan error, 1)}
 	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out

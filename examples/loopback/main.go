@@ -2,7 +2,7 @@
 // slave on one abstract socket, packets sent master->slave on every queue and
 // verified one by one (sequence number and CRC-32C). No peer needed.
 //
-//	go run ./examples/loopback -count 5000000 -size 64 -burst 64 -queues 2
+//	./build.sh demo -count 5000000 -size 64 -burst 64 -queues 2   (or, in examples/, go run ./loopback ...)
 package main
 
 import (

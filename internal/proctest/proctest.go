@@ -4,6 +4,7 @@ package proctest
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -104,21 +105,56 @@ type Proc struct {
 // still runs.
 func Start(t testing.TB, bin string, args ...string) *Proc {
 	t.Helper()
-	p := &Proc{Cmd: exec.Command(bin, args...), Exited: make(chan struct{})}
-	p.Cmd.Stdout, p.Cmd.Stderr = &p.Stdout, &p.Stderr
-	if err := p.Cmd.Start(); err != nil {
+	return StartWith(t, Options{}, bin, args...)
+}
+
+// Options tunes StartWith; the zero value is Start's behaviour.
+type Options struct {
+	Env []string // added to the test's environment
+	// Stop is sent if the process still runs when the test ends (e.g.
+	// SIGTERM, to let it remove its socket file), and SIGKILL Grace later.
+	// Nil: SIGKILL at once.
+	Stop  os.Signal
+	Grace time.Duration
+}
+
+// StartWith runs bin with args and opt. os/exec stops the process at the
+// test's end (CommandContext, Cancel, WaitDelay); the cleanup cancels and
+// reaps.
+func StartWith(t testing.TB, opt Options, bin string, args ...string) *Proc {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, bin, args...)
+	if opt.Stop != nil {
+		cmd.Cancel = func() error { return cmd.Process.Signal(opt.Stop) }
+		cmd.WaitDelay = opt.Grace
+	}
+	if opt.Env != nil {
+		cmd.Env = append(os.Environ(), opt.Env...)
+	}
+	p := &Proc{Cmd: cmd, Exited: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = &p.Stdout, &p.Stderr
+	if err := cmd.Start(); err != nil {
+		cancel()
 		t.Fatalf("start %s: %v", bin, err)
 	}
-	go func() { p.Err = p.Cmd.Wait(); close(p.Exited) }()
+	go func() { p.Err = cmd.Wait(); close(p.Exited) }()
 	t.Cleanup(func() {
-		select {
-		case <-p.Exited:
-		default:
-			p.Cmd.Process.Kill()
-			<-p.Exited
-		}
+		cancel()
+		<-p.Exited
 	})
 	return p
+}
+
+// Alive is nil while the process runs, else an error with its exit status
+// and output.
+func (p *Proc) Alive() error {
+	select {
+	case <-p.Exited:
+		return fmt.Errorf("exited (%v): %s", p.Err, p.String())
+	default:
+		return nil
+	}
 }
 
 // String is everything the process printed, stdout then stderr.

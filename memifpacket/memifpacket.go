@@ -1,0 +1,134 @@
+//go:build linux && cgo
+
+// Package memifpacket makes a memif queue a gopacket packet source and
+// sink: a Handle is a gopacket.PacketDataSource, a
+// gopacket.ZeroCopyPacketDataSource and has WritePacketData, as a
+// pcap.Handle does, so a gopacket program reads and writes memif traffic
+// unchanged:
+//
+//	h, err := memifpacket.NewHandle(conn, 0)
+//	defer h.Close()
+//	src := gopacket.NewPacketSource(h, layers.LayerTypeEthernet)
+//	for pkt := range src.Packets() { ... }
+//	err = h.WritePacketData(frame)
+//
+// It is a module of its own so that importers of github.com/memif-go/memif
+// do not get gopacket in their module graph.
+//
+// # Errors
+//
+// Reads and writes while the link is down return the memif error
+// (memif.ErrDisconnected): not io.EOF, because a memif link comes back (a
+// slave reconnects, a master accepts again) and the same Handle then goes
+// on reading; gopacket's PacketSource retries such errors every 5 ms.
+// Once the Conn is deleted (Conn.Delete, or a memif.Loop that stops) or
+// the Handle is closed, reads return io.EOF, which ends a PacketSource.
+// A read timeout (SetTimeout) returns memif.ErrTimeout, a net.Error with
+// Timeout() true, which PacketSource also retries.
+//
+// # CaptureInfo
+//
+// memif carries no timestamps: Timestamp is time.Now() when the packet is
+// handed out. CaptureLength and Length are the packet's length (memif
+// never truncates); InterfaceIndex is 0.
+package memifpacket
+
+import (
+	"errors"
+	"io"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/memif-go/memif"
+)
+
+// Handle reads rx queue qid and writes tx queue qid of one memif
+// connection. Reading and writing may run on two goroutines; each of them
+// on one goroutine at a time.
+type Handle struct {
+	r *memif.RxReader
+	w *memif.TxWriter
+}
+
+var (
+	_ gopacket.PacketDataSource         = (*Handle)(nil)
+	_ gopacket.ZeroCopyPacketDataSource = (*Handle)(nil)
+	_ io.Closer                         = (*Handle)(nil)
+)
+
+// rxBatch is the burst size underneath the one-packet reads.
+const rxBatch = 64
+
+// NewHandle reads and writes queue qid of c. Close it before deleting c
+// (or when c's Loop has stopped).
+func NewHandle(c *memif.Conn, qid uint16) (*Handle, error) {
+	r, err := memif.NewRxReader(c, qid, rxBatch)
+	if err != nil {
+		return nil, err
+	}
+	w, err := memif.NewTxWriter(c, qid)
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	return &Handle{r: r, w: w}, nil
+}
+
+// SetTimeout bounds how long a read waits for a packet and a write for
+// ring space; they then return memif.ErrTimeout. Zero, the default, waits
+// until there is one or the link goes down. Set it before reading or
+// writing starts.
+func (h *Handle) SetTimeout(d time.Duration) {
+	h.r.SetTimeout(d)
+	h.w.SetTimeout(d)
+}
+
+// ReadPacketData returns the next packet in a new slice the caller owns
+// (gopacket.PacketDataSource). It is copied while the link cannot go down.
+func (h *Handle) ReadPacketData() ([]byte, gopacket.CaptureInfo, error) {
+	data, err := h.r.AppendNext(nil)
+	if err != nil {
+		return nil, gopacket.CaptureInfo{}, readErr(err)
+	}
+	return data, captureInfo(len(data)), nil
+}
+
+// ZeroCopyReadPacketData returns the next packet without copying
+// (gopacket.ZeroCopyPacketDataSource): the slice is valid only until the
+// next read on this Handle, and never after the link goes down (it may
+// point into memif shared memory, see memif.Buffers). Copy what you keep.
+func (h *Handle) ZeroCopyReadPacketData() ([]byte, gopacket.CaptureInfo, error) {
+	data, err := h.r.Next()
+	if err != nil {
+		return nil, gopacket.CaptureInfo{}, readErr(err)
+	}
+	return data, captureInfo(len(data)), nil
+}
+
+// WritePacketData sends one packet, as pcap.Handle.WritePacketData does:
+// it is copied into shared memory and sent before the call returns; data is
+// not retained.
+func (h *Handle) WritePacketData(data []byte) error {
+	return h.w.WritePacket(data)
+}
+
+// Drops counts packets the reader discarded (see memif.RxReader.Drops).
+func (h *Handle) Drops() uint64 { return h.r.Drops() }
+
+// Close releases the Handle's buffers; later reads return io.EOF, later
+// writes memif.ErrClosed. Not concurrently with a read or write.
+func (h *Handle) Close() error {
+	return errors.Join(h.r.Close(), h.w.Close())
+}
+
+func captureInfo(n int) gopacket.CaptureInfo {
+	return gopacket.CaptureInfo{Timestamp: time.Now(), CaptureLength: n, Length: n}
+}
+
+// readErr turns the ends of a reader into io.EOF (see the package doc).
+func readErr(err error) error {
+	if errors.Is(err, memif.ErrDeleted) || errors.Is(err, memif.ErrClosed) {
+		return io.EOF
+	}
+	return err
+}

@@ -49,6 +49,8 @@ case "$cmd" in
     if [ -n "$unformatted" ]; then echo "gofmt needed on: $unformatted" >&2; exit 1; fi
     go vet ./...
     go test -race -count=1 -timeout 20m ./... "$@"
+    # Nested modules (own go.mod, so ./... above skips them).
+    for m in memifpacket; do (cd "$m" && go vet ./... && go test -race -count=1 -timeout 10m ./... "$@"); done
     ;;
   demo)
     go run ./examples/loopback "$@"

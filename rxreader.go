@@ -2,6 +2,11 @@
 
 package memif
 
+/*
+#include "cgo_helpers.h"
+*/
+import "C"
+
 import (
 	"errors"
 	"os"
@@ -225,11 +230,8 @@ func (r *RxReader) park(deadline time.Time) {
 		wait = min(wait, max(time.Until(deadline), 0))
 	}
 	ms := int((wait + time.Millisecond - 1) / time.Millisecond)
-	if l := r.b.meta.session; l != r.efdSession {
-		r.efdSession, r.efd = l, -1
-		if fd, err := r.c.QueueEventFD(r.qid); err == nil {
-			r.efd = fd
-		}
+	if l := r.b.meta.session; l != r.efdSession || r.efd < 0 {
+		r.efdSession, r.efd = l, r.c.queueEventFDNoWait(l, r.qid)
 	}
 	if r.efd < 0 {
 		unix.Poll(nil, ms)
@@ -238,6 +240,25 @@ func (r *RxReader) park(deadline time.Time) {
 	// Readability only: RxBurst reads the eventfd itself.
 	r.pfd[0] = unix.PollFd{Fd: int32(r.efd), Events: unix.POLLIN}
 	unix.Poll(r.pfd[:], ms)
+}
+
+// queueEventFDNoWait is QueueEventFD for session l, or -1 if the control
+// path is busy: a reader must never wait for the socket lock, which an
+// OnDisconnect waiting for the reader to stop would hold.
+func (c *Conn) queueEventFDNoWait(l *link, qid uint16) int {
+	s := c.sock
+	if l == nil || !s.mu.TryLock() {
+		return -1
+	}
+	defer s.mu.Unlock()
+	if s.h == nil || c.deleted.Load() || c.link.Load() != l || int(qid) >= len(l.rx) {
+		return -1
+	}
+	fd := C.int(-1)
+	if C.memif_get_queue_efd(c.h, C.uint16_t(qid), &fd) != 0 {
+		return -1
+	}
+	return int(fd)
 }
 
 // Close gives the buffers of the last burst back to the ring (unless the

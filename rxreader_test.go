@@ -187,3 +187,63 @@ func TestRxReaderTxWriterNoAllocs(t *testing.T) {
 		assert.Zero(t, allocs, "%d-byte packets: WritePacket + Next allocate", size)
 	}
 }
+
+// The pattern the package doc recommends: OnDisconnect waits until the
+// reader goroutine has let go of its views. The reader must never wait for
+// the control path, which OnDisconnect holds.
+func TestRxReaderOnDisconnectWaitsForReader(t *testing.T) {
+	d := newDriver(t, &SocketArgs{Path: testSocketPath(t)})
+	var reading sync.WaitGroup
+	readErr := make(chan error, 1)
+	waited := make(chan bool, 1)
+	up := make(chan *Conn, 2)
+	master, err := d.create(ConnArgs{IsMaster: true,
+		OnConnect: func(c *Conn) error {
+			r, err := NewRxReader(c, 0, 32)
+			if err != nil {
+				return err
+			}
+			reading.Add(1)
+			go func() {
+				defer reading.Done()
+				defer r.Close()
+				for {
+					if _, err := r.Next(); err != nil {
+						readErr <- err
+						return
+					}
+				}
+			}()
+			up <- c
+			return nil
+		},
+		OnDisconnect: func(*Conn) error {
+			done := make(chan struct{})
+			go func() { reading.Wait(); close(done) }()
+			select {
+			case <-done:
+				waited <- true
+			case <-time.After(5 * time.Second):
+				waited <- false
+			}
+			return nil
+		}})
+	require.NoError(t, err)
+	slave, err := d.create(ConnArgs{OnConnect: func(c *Conn) error { up <- c; return nil }})
+	require.NoError(t, err)
+	waitConn(t, up, "link up", 5*time.Second)
+	waitConn(t, up, "link up", 5*time.Second)
+	w, err := NewTxWriter(slave, 0)
+	require.NoError(t, err)
+	defer w.Close()
+	require.NoError(t, w.WritePacket(make([]byte, 64)))
+	require.NoError(t, d.deleteConn(slave))
+	select {
+	case ok := <-waited:
+		require.True(t, ok, "OnDisconnect waited 5s for the reader")
+	case <-time.After(10 * time.Second):
+		t.Fatal("no OnDisconnect within 10s")
+	}
+	assert.ErrorIs(t, <-readErr, ErrDisconnected)
+	require.NoError(t, d.deleteConn(master))
+}

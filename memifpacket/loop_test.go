@@ -20,6 +20,11 @@ var sockSeq atomic.Int32
 // abstract socket. stop ends the loop (which deletes both connections) and
 // waits for it; it also runs at cleanup.
 func loopPair(t testing.TB) (master, slave *memif.Conn, stop func()) {
+	return loopPairMode(t, memif.ModeEthernet)
+}
+
+// loopPairMode is loopPair with interfaces in mode.
+func loopPairMode(t testing.TB, mode memif.InterfaceMode) (master, slave *memif.Conn, stop func()) {
 	t.Helper()
 	path := fmt.Sprintf("@memifpacket-test-%d-%d", os.Getpid(), sockSeq.Add(1))
 	loop, err := memif.NewLoop(&memif.LoopArgs{Socket: memif.SocketArgs{Path: path}})
@@ -45,9 +50,9 @@ func loopPair(t testing.TB) (master, slave *memif.Conn, stop func()) {
 
 	up := make(chan struct{}, 2)
 	onUp := func(*memif.Conn) error { up <- struct{}{}; return nil }
-	master, err = memif.Create(&memif.ConnArgs{Socket: loop.Socket(), IsMaster: true, OnConnect: onUp})
+	master, err = memif.Create(&memif.ConnArgs{Socket: loop.Socket(), IsMaster: true, Mode: mode, OnConnect: onUp})
 	require.NoError(t, err)
-	slave, err = memif.Create(&memif.ConnArgs{Socket: loop.Socket(), OnConnect: onUp})
+	slave, err = memif.Create(&memif.ConnArgs{Socket: loop.Socket(), Mode: mode, OnConnect: onUp})
 	require.NoError(t, err)
 	for range 2 {
 		select {

@@ -8,7 +8,7 @@
 //
 //	h, err := memifpacket.NewHandle(conn, 0)
 //	defer h.Close()
-//	src := gopacket.NewPacketSource(h, layers.LayerTypeEthernet)
+//	src := gopacket.NewPacketSource(h, h.LinkType()) // Ethernet, or Raw in IP mode
 //	for pkt := range src.Packets() { ... }
 //	err = h.WritePacketData(frame)
 //
@@ -35,10 +35,12 @@ package memifpacket
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"time"
 
 	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 	"github.com/memif-go/memif"
 )
 
@@ -46,8 +48,9 @@ import (
 // connection. Reading and writing may run on two goroutines; each of them
 // on one goroutine at a time.
 type Handle struct {
-	r *memif.RxReader
-	w *memif.TxWriter
+	r    *memif.RxReader
+	w    *memif.TxWriter
+	link layers.LinkType
 }
 
 var (
@@ -62,6 +65,14 @@ const rxBatch = 64
 // NewHandle reads and writes queue qid of c. Close it before deleting c
 // (or when c's Loop has stopped).
 func NewHandle(c *memif.Conn, qid uint16) (*Handle, error) {
+	d, err := c.Details()
+	if err != nil {
+		return nil, err
+	}
+	link, err := linkType(d.Mode)
+	if err != nil {
+		return nil, err
+	}
 	r, err := memif.NewRxReader(c, qid, rxBatch)
 	if err != nil {
 		return nil, err
@@ -71,8 +82,25 @@ func NewHandle(c *memif.Conn, qid uint16) (*Handle, error) {
 		r.Close()
 		return nil, err
 	}
-	return &Handle{r: r, w: w}, nil
+	return &Handle{r: r, w: w, link: link}, nil
 }
+
+// linkType is what a memif interface of mode m carries: Ethernet frames,
+// or IP packets without a link header (IPv4 or IPv6, as pcap's RAW).
+func linkType(m memif.InterfaceMode) (layers.LinkType, error) {
+	switch m {
+	case memif.ModeEthernet:
+		return layers.LinkTypeEthernet, nil
+	case memif.ModeIP:
+		return layers.LinkTypeRaw, nil
+	}
+	return 0, fmt.Errorf("memifpacket: %v mode has no gopacket link type", m)
+}
+
+// LinkType is the link type of the packets, as pcap.Handle.LinkType:
+// Ethernet, or Raw (IP packets) for an interface in memif.ModeIP. It is a
+// gopacket.Decoder: gopacket.NewPacketSource(h, h.LinkType()).
+func (h *Handle) LinkType() layers.LinkType { return h.link }
 
 // SetTimeout bounds how long a read waits for a packet and a write for
 // ring space; they then return memif.ErrTimeout. Zero, the default, waits

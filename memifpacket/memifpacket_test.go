@@ -269,3 +269,51 @@ func TestZeroCopyReadAndWriteDoNotAllocate(t *testing.T) {
 	require.NoError(t, failed)
 	assert.Zero(t, allocs)
 }
+
+func TestLinkType(t *testing.T) {
+	for mode, want := range map[memif.InterfaceMode]layers.LinkType{memif.ModeEthernet: layers.LinkTypeEthernet, memif.ModeIP: layers.LinkTypeRaw} {
+		got, err := linkType(mode)
+		require.NoError(t, err)
+		assert.Equal(t, want, got)
+	}
+	_, err := linkType(memif.ModePuntInject)
+	assert.ErrorContains(t, err, "punt/inject mode")
+}
+
+// An interface in IP mode carries IP packets without a link header: the
+// Handle's LinkType decodes them.
+func TestIPModeDecodesWithLinkType(t *testing.T) {
+	master, slave, _ := loopPairMode(t, memif.ModeIP)
+	tx, err := NewHandle(slave, 0)
+	require.NoError(t, err)
+	defer tx.Close()
+	rx, err := NewHandle(master, 0)
+	require.NoError(t, err)
+	defer rx.Close()
+	require.Equal(t, layers.LinkTypeRaw, rx.LinkType())
+	rx.SetTimeout(5 * time.Second)
+	buf := gopacket.NewSerializeBuffer()
+	const count = 50
+	for seq := 1; seq < 2*count; seq += 2 { // the odd ones are ICMP (see frame)
+		require.NoError(t, frame(buf, seq))
+		require.NoError(t, tx.WritePacketData(buf.Bytes()[14:])) // without the Ethernet header
+	}
+	src := gopacket.NewPacketSource(rx, rx.LinkType())
+	for seq := 1; seq < 2*count; seq += 2 {
+		pkt, err := src.NextPacket()
+		require.NoError(t, err)
+		require.Nil(t, pkt.Layer(layers.LayerTypeEthernet))
+		ip, _ := pkt.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+		icmp, _ := pkt.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+		require.NotNil(t, ip, "seq %d: %v", seq, pkt.Layers())
+		require.NotNil(t, icmp, "seq %d: %v", seq, pkt.Layers())
+		assert.Equal(t, uint16(seq), ip.Id)
+		assert.Zero(t, inetSum(ip.Contents), "seq %d: IPv4 checksum", seq)
+		assert.Equal(t, uint16(seq), icmp.Seq)
+		assert.Zero(t, inetSum(ip.Payload), "seq %d: ICMP checksum", seq)
+		p := icmp.Payload
+		require.Len(t, p, payloadSize(seq))
+		assert.Equal(t, uint64(seq), binary.BigEndian.Uint64(p))
+		assert.Equal(t, crc32.ChecksumIEEE(p[:len(p)-4]), binary.BigEndian.Uint32(p[len(p)-4:]))
+	}
+}

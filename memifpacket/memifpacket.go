@@ -19,8 +19,9 @@
 //
 // Reads and writes while the link is down return the memif error
 // (memif.ErrDisconnected): not io.EOF, because a memif link comes back (a
-// slave reconnects, a master accepts again) and the same Handle then goes
-// on reading; gopacket's PacketSource retries such errors every 5 ms.
+// master accepts its peer again; a slave reconnects with its socket's
+// connection request timer) and the same Handle then reads on; gopacket's
+// PacketSource retries such errors every 5 ms.
 // Once the Conn is deleted (Conn.Delete, or a memif.Loop that stops) or
 // the Handle is closed, reads return io.EOF, which ends a PacketSource.
 // A read timeout (SetTimeout) returns memif.ErrTimeout, a net.Error with
@@ -62,8 +63,8 @@ var (
 // rxBatch is the burst size underneath the one-packet reads.
 const rxBatch = 64
 
-// NewHandle reads and writes queue qid of c. Close it before deleting c
-// (or when c's Loop has stopped).
+// NewHandle reads and writes queue qid of c. Close it when done, before
+// or after c is deleted.
 func NewHandle(c *memif.Conn, qid uint16) (*Handle, error) {
 	d, err := c.Details()
 	if err != nil {

@@ -247,3 +247,45 @@ func TestRxReaderOnDisconnectWaitsForReader(t *testing.T) {
 	assert.ErrorIs(t, <-readErr, ErrDisconnected)
 	require.NoError(t, d.deleteConn(master))
 }
+
+// A peer may chain buffers without end: a chain longer than MaxPacket is
+// dropped whole (counted), and the packet after it is read intact.
+func TestRxReaderDropsOverlongChain(t *testing.T) {
+	p := connectPair(t, ConnArgs{}, ConnArgs{})
+	r, err := NewRxReader(p.master, 0, 16) // the chain spans several bursts
+	require.NoError(t, err)
+	defer r.Close()
+	r.SetTimeout(5 * time.Second)
+	tx, err := NewBuffers(64)
+	require.NoError(t, err)
+	defer tx.Free()
+
+	const links = 40 // 40 x 2048 bytes > MaxPacket
+	n, err := p.slave.BufferAlloc(0, tx, links, 2048)
+	require.NoError(t, err)
+	require.Equal(t, links, n)
+	for i := range n {
+		tx.SetNext(i, i < n-1)
+	}
+	sent, err := p.slave.TxBurst(0, tx, n)
+	require.NoError(t, err)
+	require.Equal(t, n, sent)
+
+	w, err := NewTxWriter(p.slave, 0)
+	require.NoError(t, err)
+	defer w.Close()
+	for seq := range uint64(3) {
+		pkt := make([]byte, streamSize(seq))
+		fillPacket(pkt, 9, seq)
+		require.NoError(t, w.WritePacket(pkt))
+	}
+	for want := range uint64(3) {
+		got, err := r.Next()
+		require.NoError(t, err)
+		st, seq, err := checkPacket(got)
+		require.NoError(t, err)
+		assert.Equal(t, uint16(9), st)
+		assert.Equal(t, want, seq)
+	}
+	assert.Equal(t, uint64(1), r.Drops())
+}

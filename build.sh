@@ -40,10 +40,12 @@ cmd="${1:-build}"
 [ $# -gt 0 ] && shift
 find_libmemif
 
-# in_modules runs a command in the root module, then in the examples module.
+# in_modules runs a command in the root module, then in each nested module
+# (own go.mod, so ./... in the root skips them).
 in_modules() {
   "$@"
-  (cd examples && "$@")
+  local m
+  for m in examples memifpacket; do (cd "$m" && "$@"); done
 }
 
 case "$cmd" in

@@ -19,10 +19,11 @@ import (
 // InterfaceMode is memif_interface_mode_t.
 type InterfaceMode uint8
 
+// What the link carries; both ends must use the same mode.
 const (
-	ModeEthernet    InterfaceMode = C.MEMIF_INTERFACE_MODE_ETHERNET
-	ModeIP          InterfaceMode = C.MEMIF_INTERFACE_MODE_IP
-	ModePuntInject  InterfaceMode = C.MEMIF_INTERFACE_MODE_PUNT_INJECT
+	ModeEthernet    InterfaceMode = C.MEMIF_INTERFACE_MODE_ETHERNET    // Ethernet frames (the default)
+	ModeIP          InterfaceMode = C.MEMIF_INTERFACE_MODE_IP          // IPv4 or IPv6 packets, no link header
+	ModePuntInject  InterfaceMode = C.MEMIF_INTERFACE_MODE_PUNT_INJECT // VPP's punt/inject
 	maxModeValue                  = ModePuntInject
 	refillWholeRing               = 0xffff
 )
@@ -30,9 +31,10 @@ const (
 // RxMode is memif_rx_mode_t.
 type RxMode int
 
+// How the peer announces packets on an rx queue.
 const (
-	RxModeInterrupt RxMode = C.MEMIF_RX_MODE_INTERRUPT
-	RxModePolling   RxMode = C.MEMIF_RX_MODE_POLLING
+	RxModeInterrupt RxMode = C.MEMIF_RX_MODE_INTERRUPT // the peer signals the queue eventfd (the default)
+	RxModePolling   RxMode = C.MEMIF_RX_MODE_POLLING   // no signal: the application polls
 )
 
 // ConnArgs are memif_conn_args_t plus the connection's callbacks.

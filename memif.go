@@ -2,13 +2,51 @@
 
 // Package memif is a cgo binding of FD.io libmemif 4.0, the C library that
 // moves packets between processes through shared memory (memif), as VPP,
-// DPDK and CNFs do on one host.
+// DPDK and CNFs do on one host. It has two layers: the binding, libmemif one
+// call to one method, and a Go-native layer built on it.
 //
-// The binding mirrors libmemif one call to one method; each method's doc
-// names the C call it wraps. A Socket (memif_create_socket) carries one or
-// more Conns (memif_create). Packets move in bursts through a Buffers batch
-// whose Data views point straight into shared memory: see [Buffers] for the
-// lifetime rule of those views.
+// # The binding
+//
+// A Socket (memif_create_socket) carries one or more Conns (memif_create);
+// each method's doc names the C call it wraps. Packets move in bursts, one
+// cgo crossing per burst, through a reusable Buffers batch whose Data views
+// point straight into shared memory:
+//
+//	sock, _ := memif.CreateSocket(&memif.SocketArgs{Path: "/run/vpp/memif.sock"})
+//	conn, _ := memif.Create(&memif.ConnArgs{Socket: sock, OnConnect: onUp})
+//	for ... { sock.PollEvent(time.Second) } // callbacks (OnConnect, ...) run in here
+//
+//	bufs, _ := memif.NewBuffers(64)             // one batch per queue, reused
+//	n, _, err := conn.RxBurst(0, bufs, bufs.Cap())
+//	for i := range n { use(bufs.Data(i)) }      // views into shared memory
+//	conn.RefillQueue(0, n, 0)                   // the views die here
+//
+// Fused calls cut crossings further: RefillRxBurst, TxBurstAlloc, CopyTx,
+// CopyRx. The package example below is a complete loopback.
+//
+// # The Go-native layer
+//
+// What every application otherwise writes by hand. A [Loop] runs a socket
+// on Go's netpoller until its context ends: callbacks run on the goroutine
+// that calls Run, other goroutines create connections or hand control work
+// to it with Do, and when the context ends it deletes every connection and
+// the socket. An [RxReader] and a [TxWriter] move one packet per call over
+// one queue, bursting underneath and allocating nothing per packet:
+//
+//	loop, _ := memif.NewLoop(&memif.LoopArgs{Socket: memif.SocketArgs{Path: "@app"}})
+//	go loop.Run(ctx)
+//	conn, _ := memif.Create(&memif.ConnArgs{Socket: loop.Socket(), OnConnect: onUp})
+//	r, _ := memif.NewRxReader(conn, 0, 64)
+//	for { p, err := r.Next(); ... } // p is valid until the next call
+//
+// An Endpoint (being added) runs one goroutine per queue for each link-up
+// with the user's handler, and on link-down waits until every view is
+// released before libmemif unmaps the memory: the lifetime of views is
+// enforced instead of documented.
+//
+// The module github.com/memif-go/memif/memifpacket makes a queue a gopacket
+// PacketDataSource and ZeroCopyPacketDataSource with WritePacketData; it is
+// a module of its own, so this one does not pull gopacket in.
 //
 // # Threading
 //
@@ -17,7 +55,33 @@
 // callbacks run on that goroutine, inside those calls, and may call Conn
 // methods. Each queue is driven by one goroutine at a time; different queues
 // may run on different goroutines, concurrently with the control path.
-// CancelPollEvent may be called from any goroutine.
+// CancelPollEvent may be called from any goroutine. A Loop is the control
+// goroutine of its socket.
+//
+// # Lifetime of views
+//
+// A view (Buffers.Data, RxReader.Next) is shared memory, valid until its
+// buffers are given back (refill) or sent, and never after the link goes
+// down: libmemif unmaps the memory when OnDisconnect returns. Bursts that
+// race a disconnect are safe (the binding bars them, they return
+// ErrDisconnected), but a view a goroutine still reads is not: copy what
+// must live longer (Buffers.AppendPacket, RxReader.AppendNext), or make
+// OnDisconnect wait for the queue goroutines. The rules are in [Buffers].
+//
+// # The guard
+//
+// A memif peer is another process, possibly buggy or hostile, and
+// libmemif trusts it. The binding runs libmemif in control-fd mode, so it
+// knows every fd libmemif opens (and closes exactly those), and it reads
+// every control message before libmemif does: a peer that breaks the
+// protocol, does not finish its handshake in time (GuardConfig), or is not
+// an allowed user is disconnected and counted (Socket.GuardStats) instead
+// of reaching libmemif. Arguments C would misuse fail in Go with an
+// *ArgError; a panic in a callback is recovered before it can unwind
+// through C and is returned as a *CallbackError.
+//
+// Every type that owns C resources has Delete or Free, named after
+// libmemif, and Close, the same call, for io.Closer.
 package memif
 
 /*

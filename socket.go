@@ -40,11 +40,11 @@ const (
 type FDEventType uint32
 
 const (
-	FDEventRead  FDEventType = C.MEMIF_FD_EVENT_READ
-	FDEventWrite FDEventType = C.MEMIF_FD_EVENT_WRITE
-	FDEventError FDEventType = C.MEMIF_FD_EVENT_ERROR
-	FDEventDel   FDEventType = C.MEMIF_FD_EVENT_DEL // fd is about to close: stop watching it
-	FDEventMod   FDEventType = C.MEMIF_FD_EVENT_MOD // change the watched events
+	FDEventRead  FDEventType = C.MEMIF_FD_EVENT_READ  // readable
+	FDEventWrite FDEventType = C.MEMIF_FD_EVENT_WRITE // writable
+	FDEventError FDEventType = C.MEMIF_FD_EVENT_ERROR // error or hang-up
+	FDEventDel   FDEventType = C.MEMIF_FD_EVENT_DEL   // fd is about to close: stop watching it
+	FDEventMod   FDEventType = C.MEMIF_FD_EVENT_MOD   // change the watched events
 )
 
 // FDEvent is memif_fd_event_t, given to SocketArgs.OnControlFDUpdate. Hand

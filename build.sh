@@ -7,7 +7,7 @@
 #   ./build.sh            build both modules, the examples into ./bin
 #   ./build.sh test       gofmt check, go vet, go test -race, in both modules
 #   ./build.sh demo [..]  run the loopback demo (flags go to examples/loopback)
-#   ./build.sh soak       the long tests (more cycles and packets)
+#   ./build.sh soak       the long tests (more cycles and packets) and a long fuzzing run
 #   ./build.sh bench      examples/bench against its C twin, table and plot
 #   ./build.sh floor      go vet and go test -race of the binding with the oldest Go it supports
 set -euo pipefail
@@ -62,6 +62,8 @@ case "$cmd" in
     if [ -n "$unformatted" ]; then echo "gofmt needed on: $unformatted" >&2; exit 1; fi
     in_modules go vet ./...
     in_modules go test -race -count=1 -timeout 20m ./... "$@"
+    # The guard against hostile peers, fuzzed briefly (soak fuzzes longer).
+    go test -run '^$' -fuzz '^FuzzGuardMaster$' -fuzztime "${MEMIF_FUZZTIME:-20s}" .
     ;;
   demo)
     cd examples && go run ./loopback "$@"
@@ -78,6 +80,7 @@ case "$cmd" in
     ;;
   soak)
     MEMIF_SOAK=1 in_modules go test -count=1 -timeout 60m -run 'Cycles|Traffic|Queues|Chained' ./... "$@"
+    go test -run '^$' -fuzz '^FuzzGuardMaster$' -fuzztime "${MEMIF_FUZZTIME:-10m}" .
     ;;
   floor)
     # The oldest Go the binding supports is go.mod's go line: GOTOOLCHAIN

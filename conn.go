@@ -44,10 +44,12 @@ type ConnArgs struct {
 	Secret string
 	// Ring counts and sizes; zero means libmemif's default (1 ring each
 	// way, 2048-byte buffers, 2^10 descriptors). The slave decides them: a
-	// master accepts whatever ring counts its slave brings (libmemif's own
-	// cap makes it refuse more, and that failed handshake munmaps address
-	// 0 onwards, which kills a non-PIE process), so a master's ring counts
-	// are ignored.
+	// master's ring counts are ignored and it accepts up to 255 each way,
+	// because libmemif's HELLO always offers its maximum (it is sent before
+	// the interface is known), so a smaller master count could only refuse
+	// slaves, never cap them. Ring and region indexes are checked by the
+	// guard (guard.go) and libmemif's clean-up of a refused handshake is
+	// made harmless (munmap.c).
 	NumS2MRings  uint8
 	NumM2SRings  uint8
 	BufferSize   uint16

@@ -118,6 +118,10 @@ func (t *fdTable) update(s *Socket, ev FDEvent) error {
 		}
 		if w.kind == fdListener {
 			t.listenName = sockName(ev.FD)
+			// A connection can vanish between readiness and libmemif's
+			// accept: non-blocking, the accept fails instead of stalling
+			// the control path.
+			unix.SetNonblock(ev.FD, true)
 		}
 		if old := t.fds[ev.FD]; old != nil && old.guard != nil {
 			old.guard.release() // libmemif closed it without a DEL and the number came back

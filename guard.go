@@ -115,7 +115,7 @@ const (
 
 	protoVersion  = 2<<8 | 0
 	maxRegions    = 256 // region index is checked against 255 by libmemif
-	maxRings      = 256 // per direction
+	maxRings      = 255 // per direction: a master offers libmemif's 255 (conn.go)
 	ringFlagS2M   = 1
 	descSize      = 16
 	maxRegionSize = 1 << 32 // descriptor offsets are 32-bit

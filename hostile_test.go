@@ -27,7 +27,12 @@ type guarded struct {
 
 func newGuardedMaster(t *testing.T, cfg GuardConfig) *guarded {
 	g := &guarded{t: t, path: testSocketPath(t), mev: newEvents(), refused: make(chan *ProtocolError, 64)}
-	cfg.OnRefuse = func(e *ProtocolError) { g.refused <- e }
+	cfg.OnRefuse = func(e *ProtocolError) {
+		select { // OnRefuse runs on the loop goroutine: never block it
+		case g.refused <- e:
+		default:
+		}
+	}
 	g.loop, g.stop = startLoop(t, &LoopArgs{Socket: SocketArgs{Path: g.path, Guard: cfg}})
 	a := g.mev.wire(ConnArgs{Socket: g.loop.Socket(), IsMaster: true})
 	_, err := Create(&a)
@@ -227,6 +232,11 @@ func TestPendingCap(t *testing.T) {
 	for _, p := range peers[:2] {
 		p.close() // frees the pending places for the good slave
 	}
+	waitFor(t, 10*time.Second, "the pending places freed", func() bool {
+		pending := -1
+		require.NoError(t, g.loop.Do(func() error { pending = g.loop.Socket().pending; return nil }))
+		return pending == 0
+	})
 	g.serves()
 }
 
@@ -388,10 +398,7 @@ func TestResetBehindHostileMessage(t *testing.T) {
 	for i := 0; i < 200; i++ {
 		p := dialRaw(t, g.path)
 		// HELLO is queued to us once the master accepted: leave it unread.
-		pfd := []unix.PollFd{{Fd: int32(p.fd), Events: unix.POLLIN}}
-		n, err := unix.Poll(pfd, 5000)
-		require.NoError(t, err)
-		require.Equal(t, 1, n, "no HELLO within 5s")
+		require.True(t, p.readable(5*time.Second), "no HELLO within 5s")
 		require.NoError(t, p.msg(disconnectMsg()))
 		p.close()
 	}

@@ -5,6 +5,7 @@ package memif
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -30,7 +31,8 @@ func startLoop(t testing.TB, args *LoopArgs) (*Loop, context.CancelFunc) {
 			case err := <-ran:
 				assert.NoError(t, err, "Loop.Run")
 			case <-time.After(10 * time.Second):
-				t.Error("Loop.Run did not return within 10s of its context ending")
+				buf := make([]byte, 1<<20)
+				t.Errorf("Loop.Run did not return within 10s of its context ending:\n%s", buf[:runtime.Stack(buf, true)])
 			}
 		})
 	}

@@ -141,6 +141,19 @@ func (p *rawPeer) recv(timeout time.Duration) (typ uint16, eof bool, err error) 
 	}
 }
 
+// readable waits up to timeout for something to read, reading nothing.
+func (p *rawPeer) readable(timeout time.Duration) bool {
+	pfd := []unix.PollFd{{Fd: int32(p.fd), Events: unix.POLLIN}}
+	deadline := time.Now().Add(timeout)
+	for {
+		n, err := unix.Poll(pfd, int(max(time.Until(deadline), 0)/time.Millisecond))
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		return err == nil && n > 0
+	}
+}
+
 // expect reads until a message of type typ arrives, within timeout.
 func (p *rawPeer) expect(typ uint16, timeout time.Duration) {
 	p.t.Helper()

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # memif-go's one entry point. libmemif is an installed system library: this
 # script finds it, it never builds it.
-# Two modules: the binding (., what importers get) and the examples and tools
-# (examples/, their own module with gopacket and gonum plot). Every command
-# covers both.
-#   ./build.sh            build both modules, the examples into ./bin
-#   ./build.sh test       gofmt check, go vet, go test -race, in both modules
+# Three modules: the binding (., what importers get), the examples and tools
+# (examples/, with gopacket and gonum plot) and the gopacket adapter
+# (memifpacket/). Every command covers all three.
+#   ./build.sh            build every module, the examples into ./bin
+#   ./build.sh test       gofmt check, go vet, go test -race in every module, a short fuzzing run
 #   ./build.sh demo [..]  run the loopback demo (flags go to examples/loopback)
 #   ./build.sh soak       the long tests (more cycles and packets) and a long fuzzing run
 #   ./build.sh bench      examples/bench against its C twin, table and plot

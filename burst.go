@@ -51,6 +51,9 @@ func unpack(r C.int64_t) (int, int64) { return int(r & 0xffff), int64(r) >> 16 }
 
 // rxQueue locks rx queue qid of the live link, or says why it cannot.
 func (c *Conn) rxQueue(op int, qid uint16) (*link, *queue, error) {
+	if c == nil {
+		return nil, nil, nilConnErr(hotOps[op])
+	}
 	l := c.link.Load()
 	if l == nil {
 		return nil, nil, c.downErr(op)
@@ -60,7 +63,7 @@ func (c *Conn) rxQueue(op int, qid uint16) (*link, *queue, error) {
 	}
 	q := &l.rx[qid]
 	q.mu.Lock()
-	if l.down {
+	if l.down.Load() {
 		q.mu.Unlock()
 		return nil, nil, c.downErr(op)
 	}
@@ -68,6 +71,9 @@ func (c *Conn) rxQueue(op int, qid uint16) (*link, *queue, error) {
 }
 
 func (c *Conn) txQueue(op int, qid uint16) (*link, *queue, error) {
+	if c == nil {
+		return nil, nil, nilConnErr(hotOps[op])
+	}
 	l := c.link.Load()
 	if l == nil {
 		return nil, nil, c.downErr(op)
@@ -77,7 +83,7 @@ func (c *Conn) txQueue(op int, qid uint16) (*link, *queue, error) {
 	}
 	q := &l.tx[qid]
 	q.mu.Lock()
-	if l.down {
+	if l.down.Load() {
 		q.mu.Unlock()
 		return nil, nil, c.downErr(op)
 	}
@@ -104,7 +110,7 @@ func (c *Conn) RxBurst(qid uint16, bufs *Buffers, count int) (n int, more bool, 
 	if err != nil {
 		return 0, false, err
 	}
-	r := C.memifgo_rx_burst(handleArg(c), C.uint16_t(qid), batchArg(bufs), C.uint16_t(count))
+	r := C.memifgo_rx_burst(handleArg(c), l.guard, C.uint16_t(qid), batchArg(bufs), C.uint16_t(count))
 	q.mu.Unlock()
 	bufs.meta.session = l
 	n, code := unpack(r)
@@ -131,7 +137,7 @@ func (c *Conn) RefillRxBurst(qid uint16, refill int, headroom uint16, bufs *Buff
 	if bufs.meta.session != l {
 		refill = 0 // those buffers belonged to a session that ended; the new one starts full
 	}
-	r := C.memifgo_refill_rx_burst(handleArg(c), C.uint16_t(qid), C.uint16_t(refill), C.uint16_t(headroom),
+	r := C.memifgo_refill_rx_burst(handleArg(c), l.guard, C.uint16_t(qid), C.uint16_t(refill), C.uint16_t(headroom),
 		batchArg(bufs), C.uint16_t(count))
 	q.mu.Unlock()
 	bufs.meta.session = l
@@ -157,7 +163,7 @@ func (c *Conn) RefillQueue(qid uint16, count int, headroom uint16) error {
 		q.mu.Unlock()
 		return argErr(hotOps[opRefill], "headroom", "%d leaves no room in %d-byte buffers", headroom, l.bufferSize)
 	}
-	code := C.memif_refill_queue(c.h, C.uint16_t(qid), C.uint16_t(count), C.uint16_t(headroom))
+	code := C.memifgo_refill_queue(handleArg(c), l.guard, C.uint16_t(qid), C.uint16_t(count), C.uint16_t(headroom))
 	q.mu.Unlock()
 	return hotErr(opRefill, int64(code))
 }
@@ -192,20 +198,24 @@ func (c *Conn) BufferAlloc(qid uint16, bufs *Buffers, count int, size uint16) (n
 			return 0, argErr(hotOps[opAlloc], "size", "a %d-byte packet may take %d buffers here, the batch has %d (a batch of the ring size, %d, always fits)",
 				size, worst, len(bufs.b), l.txRingSize[qid])
 		}
-		r = C.memifgo_buffer_alloc_bounded(handleArg(c), C.uint16_t(qid), batchArg(bufs), C.uint16_t(len(bufs.b)),
+		r = C.memifgo_buffer_alloc(handleArg(c), l.guard, C.uint16_t(qid), batchArg(bufs), C.uint16_t(len(bufs.b)),
 			C.uint16_t(count), C.uint16_t(size), C.uint16_t(worst))
 	} else {
 		if err := l.checkAllocFits(qid, len(bufs.b), count, size); err != nil {
 			q.mu.Unlock()
 			return 0, err
 		}
-		r = C.memifgo_buffer_alloc(handleArg(c), C.uint16_t(qid), batchArg(bufs), C.uint16_t(count), C.uint16_t(size))
+		r = C.memifgo_buffer_alloc(handleArg(c), l.guard, C.uint16_t(qid), batchArg(bufs), C.uint16_t(len(bufs.b)),
+			C.uint16_t(count), C.uint16_t(size), 0)
 	}
 	q.mu.Unlock()
 	n, code := unpack(r)
 	bufs.meta.session = l
 	for i := range bufs.caps[:n] {
 		bufs.caps[i] = uint32(bufs.b[i].len) // SetLen may shrink, never grow past this
+	}
+	if code == codeBadDesc {
+		return n, errBadDescAlloc
 	}
 	return n, hotErr(opAlloc, code)
 }
@@ -228,14 +238,18 @@ func (c *Conn) TxBurst(qid uint16, bufs *Buffers, count int) (n int, err error) 
 	}
 	for i := range bufs.b[:count] {
 		if uint32(bufs.b[i].len) > bufs.caps[i] {
+			C.memifgo_tx_rollback(handleArg(c), l.guard, C.uint16_t(qid))
 			q.mu.Unlock()
-			return 0, argErr(hotOps[opTx], "length", "buffer %d holds %d bytes, it was allocated with %d",
+			return 0, argErr(hotOps[opTx], "length", "buffer %d holds %d bytes, it was allocated with %d (unsent allocations were given back)",
 				i, bufs.b[i].len, bufs.caps[i])
 		}
 	}
-	r := C.memifgo_tx_burst(handleArg(c), C.uint16_t(qid), batchArg(bufs), C.uint16_t(count))
+	r := C.memifgo_tx_burst(handleArg(c), l.guard, C.uint16_t(qid), batchArg(bufs), C.uint16_t(count))
 	q.mu.Unlock()
 	n, code := unpack(r)
+	if code >= codeTxCount {
+		return 0, txErr(hotOps[opTx], code, n, bufs)
+	}
 	return n, hotErr(opTx, code)
 }
 
@@ -246,6 +260,9 @@ func (c *Conn) TxBurst(qid uint16, bufs *Buffers, count int) (n int, err error) 
 func (c *Conn) BufferEnqTx(qid uint16, bufs *Buffers, count int) (n int, err error) {
 	if err := bufs.checkCount(hotOps[opEnqTx], count); err != nil {
 		return 0, err
+	}
+	if c == nil {
+		return 0, nilConnErr(hotOps[opEnqTx])
 	}
 	if c.args.IsMaster {
 		return 0, argErr(hotOps[opEnqTx], "connection", "only a slave can enqueue rx buffers for tx")
@@ -258,7 +275,7 @@ func (c *Conn) BufferEnqTx(qid uint16, bufs *Buffers, count int) (n int, err err
 		q.mu.Unlock()
 		return 0, hotErrs[opEnqTx][ErrDisconnected] // rx buffers of a session that ended
 	}
-	r := C.memifgo_buffer_enq_tx(handleArg(c), C.uint16_t(qid), batchArg(bufs), C.uint16_t(count))
+	r := C.memifgo_buffer_enq_tx(handleArg(c), l.guard, C.uint16_t(qid), batchArg(bufs), C.uint16_t(count))
 	q.mu.Unlock()
 	n, code := unpack(r)
 	for i := range bufs.caps[:n] {
@@ -279,6 +296,9 @@ func (c *Conn) BufferRequeue(a *Buffers, i int, b *Buffers, j int) error {
 	if err := b.checkCount(op, j+1); err != nil || j < 0 {
 		return argErr(op, "b", "index %d is outside the batch", j)
 	}
+	if c == nil {
+		return nilConnErr(op)
+	}
 	if c.args.IsMaster {
 		return argErr(op, "connection", "only a slave can requeue buffers")
 	}
@@ -291,7 +311,7 @@ func (c *Conn) BufferRequeue(a *Buffers, i int, b *Buffers, j int) error {
 	}
 	l.lockAll()
 	defer l.unlockAll()
-	if l.down {
+	if l.down.Load() {
 		return &Error{Op: op, Err: ErrDisconnected}
 	}
 	a.caps[i], b.caps[j] = l.bufferSize, l.bufferSize // slave: whole buffers
@@ -306,12 +326,12 @@ func (c *Conn) SetNextFreeBuffer(qid uint16, bufs *Buffers, i int) error {
 	if err := bufs.checkCount(op, i+1); err != nil || i < 0 {
 		return argErr(op, "index", "%d is outside the batch", i)
 	}
-	_, q, err := c.txQueue(opTx, qid)
+	l, q, err := c.txQueue(opTx, qid)
 	if err != nil {
 		return err
 	}
 	defer q.mu.Unlock()
-	return codeErr(op, C.memif_set_next_free_buffer(c.h, C.uint16_t(qid), &bufs.b[i]))
+	return codeErr(op, C.memifgo_set_next_free_buffer(handleArg(c), l.guard, C.uint16_t(qid), &bufs.b[i]))
 }
 
 // masterSegment is the shortest buffer a master assumes its slave offers:

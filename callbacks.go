@@ -64,6 +64,11 @@ func memifGoOnConnect(h C.uintptr_t) C.int {
 		for _, q := range d.TxQueues {
 			l.txRingSize = append(l.txRingSize, q.RingSize)
 		}
+		g, err := newGuard(d, c.args.IsMaster, l.bufferSize, uint32(l.masterSegment()))
+		if err != nil {
+			return fmt.Errorf("building the descriptor guard: %w", err)
+		}
+		l.guard = g
 		c.link.Store(l)
 		for qid := range l.rx {
 			if err := c.RefillQueue(uint16(qid), RefillAll, c.args.RxHeadroom); err != nil {

@@ -142,3 +142,52 @@ func txErr(op string, code int64, at int, bufs *Buffers) error {
 	}
 	return nil
 }
+
+// ringDesc is memif_desc_t in shared memory: tests play a hostile peer by
+// writing to it.
+type ringDesc struct {
+	Flags, Region            uint16
+	Length, Offset, Metadata uint32
+}
+
+// ringDesc returns the descriptor of ring slot slot of tx or rx queue qid,
+// nil if the link is down or the ring layout unknown. The caller must
+// hold no queue lock and must not use it past the session.
+func (c *Conn) ringDesc(tx bool, qid, slot uint16) *ringDesc {
+	l := c.link.Load()
+	if l == nil || l.guard == 0 {
+		return nil
+	}
+	t := C.int(0)
+	if tx {
+		t = 1
+	}
+	return (*ringDesc)(C.memifgo_guard_desc_addr(l.guard, t, C.uint16_t(qid), C.uint16_t(slot)))
+}
+
+// ringIndex returns the guard's mirrors of queue qid: rx next slot to
+// receive and oldest not refilled; tx next free and next to send.
+func (c *Conn) ringIndex(tx bool, qid uint16) (cur, rel uint16) {
+	l, _ := c.session("ringIndex")
+	if l == nil {
+		return 0, 0
+	}
+	q := &l.rx
+	if tx {
+		q = &l.tx
+	}
+	(*q)[qid].mu.Lock()
+	defer (*q)[qid].mu.Unlock()
+	if l.down.Load() {
+		return 0, 0
+	}
+	t := C.int(0)
+	if tx {
+		t = 1
+	}
+	v := uint32(C.memifgo_guard_index(l.guard, t, C.uint16_t(qid)))
+	return uint16(v >> 16), uint16(v)
+}
+
+// slot is buffer i's ring slot (memif_buffer_t.desc_index).
+func (b *Buffers) slot(i int) uint16 { return uint16(b.b[i].desc_index) }

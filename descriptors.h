@@ -41,9 +41,10 @@ typedef struct
   uint32_t canon; // slave: region-1 offset of slot 0's buffer, for repairs; ~0 none
   uint16_t cur;   // rx: next slot rx_burst reads; tx: libmemif's next_buf
   uint16_t rel;   // rx: oldest slot not refilled; tx: next slot to send
-  uint16_t chk;   // tx: slots [cur, chk) passed the pre-check
+  uint16_t chk;   // tx: the slot a master's allocation stopped before
   uint8_t chain;  // rx: dropping the rest of a chain that had a bad buffer
-  uint8_t stop;   // tx (master): slot chk is bad, allocation stops before it
+  uint8_t stop;   // tx (master): a bad slot is ahead, allocation stops before it
+  uint8_t seen;   // tx: chk is valid (a bad slot is counted once)
   uint32_t ndrop; // rx: dropped slots not yet refilled (bits in drop)
   uint64_t bad;	  // descriptors that failed a check
   uint64_t dropped; // rx: buffers dropped (bad ones and the rest of their packet)
@@ -223,6 +224,24 @@ memifgo_guard_count (uintptr_t g, int tx, uint16_t qid, int dropped)
   return dropped ? q->dropped : q->bad;
 }
 
+// The ring descriptor of a slot, or NULL when the ring is unknown (tests
+// play a hostile peer with it).
+static void *
+memifgo_guard_desc_addr (uintptr_t g_, int tx, uint16_t qid, uint16_t slot)
+{
+  const memifgo_guard_t *g = (const memifgo_guard_t *) g_;
+  const memifgo_q_t *q = tx ? memifgo_txq (g_, qid) : memifgo_rxq (g_, qid);
+  return q->ring ? (void *) memifgo_desc (g, q, slot) : NULL;
+}
+
+// A queue's ring index mirrors: rx cur/rel, tx next free / next to send.
+static uint32_t
+memifgo_guard_index (uintptr_t g, int tx, uint16_t qid)
+{
+  const memifgo_q_t *q = tx ? memifgo_txq (g, qid) : memifgo_rxq (g, qid);
+  return (uint32_t) q->cur << 16 | q->rel;
+}
+
 // ---- the checks (hot path) ----------------------------------------------
 
 // A buffer libmemif produced: non-empty, within the buffer size, inside the
@@ -256,8 +275,7 @@ memifgo_repair (const memifgo_guard_t *g, const memifgo_q_t *q, uint16_t slot,
     }
   else if (d->region >= g->nregions)
     d->region = g->nregions > 1 && !g->master ? 1 : 0;
-  d->length = len;
-  d->flags = 0;
+  d->length = len; // flags stay: a chain must still end where the peer ended it
 }
 
 // Before memif_rx_burst: the count slots it will read must name a region of
@@ -410,56 +428,60 @@ memifgo_refill (uintptr_t conn, const memifgo_guard_t *g, memifgo_q_t *q,
 #define MEMIFGO_ETXDATA 0x1005	// slave: buffer b's data is outside its slot
 #define MEMIFGO_EBADDESC 0x1006 // allocation stopped before a bad descriptor
 
-// Before memif_buffer_alloc. A master's free slots [cur, head) were filled
-// by the slave: libmemif trusts their region index and length (the length
-// also bounds how many descriptors it writes into the batch), so each is
-// checked once per ring cycle and a bad one stops allocation before it
-// (stop) until the slave fixes it. A slave's free slots are its own, but the
-// master can scribble on them: a bad region index is repaired. Returns the
-// slots from cur that allocation may take.
+// Before memif_buffer_alloc, over the need slots from cur it may take. A
+// master's free slots [cur, head) were filled by the slave: libmemif trusts
+// their region index, offset and length (the length also bounds how many
+// descriptors it writes into the batch), so a bad one stops allocation
+// before it (stop; counted once per slot) until the slave fixes it. A
+// slave's free slots are its own, but the master can scribble on them: a bad
+// region index is repaired. Returns the slots from cur allocation may take.
 static inline uint32_t
-memifgo_tx_pre (const memifgo_guard_t *g, memifgo_q_t *q)
+memifgo_tx_pre (const memifgo_guard_t *g, memifgo_q_t *q, uint32_t need)
 {
   if (!q->ring)
     return 0x10000;
   uint16_t lim = g->master ? *memifgo_head (q)
 			   : (uint16_t) (*memifgo_tail (g, q) + q->mask + 1);
-  uint16_t room = lim - q->cur;
+  uint16_t room = lim - q->cur, s;
   if (!g->master && room > q->mask + 1)
     room = q->mask + 1; // the master moved tail: the batch bound still holds
   if (MEMIFGO_UNLIKELY (room > q->mask + 1))
     { // a head beyond the ring: libmemif would hand out up to 65535 slots
-      if (!q->stop)
+      if (!q->seen || q->chk != q->cur)
 	q->bad++;
+      q->seen = 1;
       q->stop = 1;
       q->chk = q->cur;
       return 0;
     }
-  if ((uint16_t) (q->chk - q->cur) > room)
-    q->chk = q->cur; // behind cur, or head moved back
+  if (need < room)
+    room = (uint16_t) need;
   uint32_t n = g->nregions;
-  lim = q->cur + room;
-  while (q->chk != lim)
+  for (s = 0; s < room; s++)
     {
-      volatile memifgo_desc_t *d = memifgo_desc (g, q, q->chk);
+      uint16_t slot = q->cur + s;
+      volatile memifgo_desc_t *d = memifgo_desc (g, q, slot);
       if (g->master)
 	{
-	  uint32_t len = d->length;
-	  if (MEMIFGO_UNLIKELY (d->region >= n || len < g->minseg
-				|| (g->bufsize && len > g->bufsize)))
+	  uint32_t len = d->length, r = d->region;
+	  uintptr_t p = r < n ? g->reg[r].base + d->offset : 0;
+	  if (MEMIFGO_UNLIKELY (r >= n || len < g->minseg
+				|| (g->bufsize && len > g->bufsize)
+				|| p < g->reg[r].lo || p + len > g->reg[r].hi))
 	    {
-	      if (!q->stop)
+	      if (!q->seen || q->chk != slot)
 		q->bad++;
+	      q->seen = 1;
 	      q->stop = 1;
-	      return (uint16_t) (q->chk - q->cur);
+	      q->chk = slot;
+	      return s;
 	    }
 	}
       else if (MEMIFGO_UNLIKELY (d->region >= n))
 	{
-	  memifgo_repair (g, q, q->chk, g->bufsize);
+	  memifgo_repair (g, q, slot, g->bufsize);
 	  q->bad++;
 	}
-      q->chk++;
     }
   q->stop = 0;
   return room;
@@ -494,7 +516,11 @@ memifgo_alloc (uintptr_t conn, const memifgo_guard_t *g, memifgo_q_t *q,
 	       uint16_t qid, memif_buffer_t *b, uint32_t nb, uint16_t count,
 	       uint16_t size, uint16_t worst, uint16_t *out)
 {
-  uint32_t good = memifgo_tx_pre (g, q), bad = 0;
+  // Slots the allocation may take if every one is good: segments are at
+  // least minseg (master, checked) or the buffer size (slave).
+  uint32_t seg = g->master ? g->minseg : g->bufsize;
+  uint32_t need = seg ? (uint32_t) count * ((size + seg - 1) / seg) : 0x10000;
+  uint32_t good = memifgo_tx_pre (g, q, need ? need : 1), bad = 0;
   uint16_t n = 0, i;
   int err = MEMIF_ERR_SUCCESS;
   if (!worst && !q->stop)

@@ -36,9 +36,11 @@ const (
 // it.
 var ErrPartialChain = errors.New("memif: chained packet continues in the next CopyRx")
 
-// ErrOversizedBuffer reports that the peer wrote a buffer longer than the
-// negotiated buffer size; CopyRx dropped that packet.
-var ErrOversizedBuffer = errors.New("memif: peer buffer longer than the buffer size, packet dropped")
+// ErrOversizedBuffer reports that the peer handed over a buffer that failed
+// the descriptor checks (longer than the negotiated buffer size, empty, or
+// outside its region); CopyRx dropped that packet and counted it
+// (QueueStats).
+var ErrOversizedBuffer = errors.New("memif: peer buffer beyond the buffer size or outside its region, packet dropped")
 
 var (
 	errPartialChain = &Error{Op: opNameCopyRx, Err: ErrPartialChain}

@@ -96,6 +96,9 @@ func (b *Buffers) live(i int) bool {
 // for an index outside the batch); View says which.
 func (b *Buffers) Data(i int) []byte {
 	if !b.live(i) {
+		if debugViews && b != nil && uint(i) < uint(len(b.b)) {
+			panic("memif (memifdebug): Buffers.Data of a session that has ended: its shared memory is unmapped")
+		}
 		return nil
 	}
 	d := &b.b[i]

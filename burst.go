@@ -247,6 +247,11 @@ func (c *Conn) TxBurst(qid uint16, bufs *Buffers, count int) (n int, err error) 
 	r := C.memifgo_tx_burst(handleArg(c), l.guard, C.uint16_t(qid), batchArg(bufs), C.uint16_t(count))
 	q.mu.Unlock()
 	n, code := unpack(r)
+	if debugViews && code < codeTxCount {
+		for i := range bufs.b[:n] {
+			bufs.b[i].data, bufs.b[i].len = nil, 0 // sent: its view is dead
+		}
+	}
 	if code >= codeTxCount {
 		return 0, txErr(hotOps[opTx], code, n, bufs)
 	}

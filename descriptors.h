@@ -253,7 +253,8 @@ memifgo_bad_buf (const memifgo_guard_t *g, const memif_buffer_t *b)
   uint32_t len = b->len;
   if (MEMIFGO_UNLIKELY (len - 1 >= (g->bufsize ? g->bufsize : 0xffffffffu)))
     return 1;
-  for (uint32_t i = 0; i < g->nregions; i++)
+  // Last region first: a libmemif or DPDK peer's buffers are in region 1.
+  for (uint32_t i = g->nregions; i-- > 0;)
     if (p >= g->reg[i].lo && p + len <= g->reg[i].hi && p + len > p)
       return 0;
   return 1;
@@ -456,33 +457,48 @@ memifgo_tx_pre (const memifgo_guard_t *g, memifgo_q_t *q, uint32_t need)
     }
   if (need < room)
     room = (uint16_t) need;
-  uint32_t n = g->nregions;
-  for (s = 0; s < room; s++)
+  uint32_t n = g->nregions, bad = 0;
+  if (g->master)
     {
-      uint16_t slot = q->cur + s;
-      volatile memifgo_desc_t *d = memifgo_desc (g, q, slot);
-      if (g->master)
+      uint32_t lo = g->minseg, span = (g->bufsize ? g->bufsize : ~0u) - lo;
+      for (s = 0; s < room; s++) // branch-free: runs per packet
 	{
-	  uint32_t len = d->length, r = d->region;
-	  uintptr_t p = r < n ? g->reg[r].base + d->offset : 0;
-	  if (MEMIFGO_UNLIKELY (r >= n || len < g->minseg
-				|| (g->bufsize && len > g->bufsize)
-				|| p < g->reg[r].lo || p + len > g->reg[r].hi))
-	    {
-	      if (!q->seen || q->chk != slot)
-		q->bad++;
-	      q->seen = 1;
-	      q->stop = 1;
-	      q->chk = slot;
-	      return s;
-	    }
-	}
-      else if (MEMIFGO_UNLIKELY (d->region >= n))
-	{
-	  memifgo_repair (g, q, slot, g->bufsize);
-	  q->bad++;
+	  volatile memifgo_desc_t *d = memifgo_desc (g, q, q->cur + s);
+	  uint32_t r = d->region, len = d->length, ri = r < n ? r : 0;
+	  uintptr_t p = g->reg[ri].base + d->offset;
+	  bad |= (r >= n) | (len - lo > span) | (p < g->reg[ri].lo)
+		 | (p + len > g->reg[ri].hi);
 	}
     }
+  else
+    for (s = 0; s < room; s++)
+      bad |= memifgo_desc (g, q, q->cur + s)->region >= n;
+  if (MEMIFGO_UNLIKELY (bad))
+    for (s = 0; s < room; s++)
+      {
+	uint16_t slot = q->cur + s;
+	volatile memifgo_desc_t *d = memifgo_desc (g, q, slot);
+	uint32_t r = d->region, len = d->length, ri = r < n ? r : 0;
+	uintptr_t p = g->reg[ri].base + d->offset;
+	if (!g->master)
+	  {
+	    if (r >= n)
+	      {
+		memifgo_repair (g, q, slot, g->bufsize);
+		q->bad++;
+	      }
+	  }
+	else if (r >= n || len < g->minseg || (g->bufsize && len > g->bufsize)
+		 || p < g->reg[ri].lo || p + len > g->reg[ri].hi)
+	  {
+	    if (!q->seen || q->chk != slot)
+	      q->bad++;
+	    q->seen = 1;
+	    q->stop = 1;
+	    q->chk = slot;
+	    return s;
+	  }
+      }
   q->stop = 0;
   return room;
 }
@@ -592,6 +608,12 @@ memifgo_tx_check (const memifgo_guard_t *g, memifgo_q_t *q,
   uint32_t bad = 0;
   if (MEMIFGO_UNLIKELY (count > pend))
     {
+      // Buffers behind the next to send were sent already (or given back).
+      if ((int16_t) (b[0].desc_index - q->rel) < 0)
+	{
+	  *at = 0;
+	  return MEMIFGO_ETXSTALE;
+	}
       *at = pend;
       return MEMIFGO_ETXCOUNT;
     }

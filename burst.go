@@ -7,6 +7,8 @@ package memif
 */
 import "C"
 
+import "fmt"
+
 // The hot path: one cgo crossing per burst, no allocation. Each method holds
 // its queue's lock (uncontended when one goroutine drives the queue) so a
 // disconnect never frees a ring under a burst.
@@ -337,6 +339,26 @@ func (c *Conn) SetNextFreeBuffer(qid uint16, bufs *Buffers, i int) error {
 	}
 	defer q.mu.Unlock()
 	return codeErr(op, C.memifgo_set_next_free_buffer(handleArg(c), l.guard, C.uint16_t(qid), &bufs.b[i]))
+}
+
+// ReleaseTx gives back every tx buffer of queue qid that was allocated
+// (BufferAlloc, TxBurstAlloc, BufferEnqTx) and not sent: an application that
+// abandons an allocation calls it so the queue does not stall on it. They
+// reach the peer as empty buffers (no bytes: nothing stale), and every view
+// of them dies here. n counts the buffers given back. A rejected TxBurst
+// does the same by itself.
+func (c *Conn) ReleaseTx(qid uint16) (n int, err error) {
+	const op = "ReleaseTx"
+	l, q, err := c.txQueue(opTx, qid)
+	if err != nil {
+		return 0, err
+	}
+	r := uint32(C.memifgo_tx_rollback(handleArg(c), l.guard, C.uint16_t(qid)))
+	q.mu.Unlock()
+	if left := r >> 16; left != 0 {
+		return int(r & 0xffff), &Error{Op: op, Err: fmt.Errorf("%d buffers could not be given back: %w", left, ErrNoConn)}
+	}
+	return int(r & 0xffff), nil
 }
 
 // masterSegment is the shortest buffer a master assumes its slave offers:

@@ -213,12 +213,16 @@ memifgo_tx_burst (uintptr_t conn, uintptr_t g, uint16_t qid,
   return MEMIFGO_PACK (err, tx);
 }
 
-// Give back every unsent allocation of tx queue qid (a rejected send).
-static void
+// Give back every unsent allocation of tx queue qid (a rejected send,
+// ReleaseTx): returns how many, and in the high bits how many remain.
+static uint32_t
 memifgo_tx_rollback (uintptr_t conn, uintptr_t g, uint16_t qid)
 {
-  memifgo_tx_flush (conn, (const memifgo_guard_t *) g, memifgo_txq (g, qid),
-		    qid);
+  memifgo_q_t *q = memifgo_txq (g, qid);
+  uint16_t before = q->cur - q->rel;
+  memifgo_tx_flush (conn, (const memifgo_guard_t *) g, q, qid);
+  uint16_t left = q->cur - q->rel;
+  return (uint32_t) left << 16 | (uint16_t) (before - left);
 }
 
 // worst != 0: allocate packet by packet while the batch (nbufs) can hold

@@ -44,6 +44,8 @@ func TestNilReceivers(t *testing.T) {
 	_, err = c.BufferEnqTx(0, b, 0)
 	isArg(err)
 	isArg(c.SetNextFreeBuffer(0, b, 0))
+	_, err = c.ReleaseTx(0)
+	isArg(err)
 	_, _, err = c.TxBurstAlloc(0, b, 0, 1, 64)
 	isArg(err)
 	_, err = c.CopyTx(0, b, []byte{1}, []int32{0, 1})
@@ -143,8 +145,22 @@ func TestTxMisuse(t *testing.T) {
 			noMore()
 			flow(t, s, r, 2)
 
+			// An allocation given back on purpose: ReleaseTx; sending it
+			// afterwards is refused.
+			alloc(s.bufs, 5)
+			n, err := from.ReleaseTx(0)
+			require.NoError(t, err)
+			require.Equal(t, 5, n)
+			_, err = from.TxBurst(0, s.bufs, 5)
+			require.ErrorIs(t, err, ErrStaleTxBuffer)
+			n, err = from.ReleaseTx(0)
+			require.NoError(t, err)
+			require.Zero(t, n)
+			noMore()
+			flow(t, s, r, 2)
+
 			// The same through TxBurstAlloc.
-			_, n, err := from.TxBurstAlloc(0, s.bufs, 0, 2, 100)
+			_, n, err = from.TxBurstAlloc(0, s.bufs, 0, 2, 100)
 			require.NoError(t, err)
 			for i := 0; i < n; i++ {
 				fillPacket(s.bufs.Data(i), 1, s.seq)

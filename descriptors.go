@@ -123,7 +123,6 @@ func newGuard(d *Details, master bool, bufSize, minSeg uint32) (C.uintptr_t, err
 const (
 	codeTxCount = C.MEMIFGO_ETXCOUNT
 	codeTxStale = C.MEMIFGO_ETXSTALE
-	codeTxData  = C.MEMIFGO_ETXDATA
 	codeBadDesc = C.MEMIFGO_EBADDESC
 )
 
@@ -137,8 +136,6 @@ func txErr(op string, code int64, at int, bufs *Buffers) error {
 		return argErr(op, "count", "%d buffers allocated and unsent on this queue, fewer than the count (unsent allocations were given back)", at)
 	case codeTxStale:
 		return &Error{Op: op, Err: fmt.Errorf("buffer %d (ring slot %d): %w (unsent allocations were given back)", at, bufs.b[at].desc_index, ErrStaleTxBuffer)}
-	case codeTxData:
-		return argErr(op, "buffer", "buffer %d's data is outside its ring slot (unsent allocations were given back)", at)
 	}
 	return nil
 }

@@ -92,6 +92,15 @@ memifgo_desc (const memifgo_guard_t *g, const memifgo_q_t *q, uint16_t slot)
   return (volatile memifgo_desc_t *) (q->ring + g->desc_off) + (slot & q->mask);
 }
 
+// The same without volatile, for the branch-free scans: the compiler may
+// then pipeline and vectorize them. A value the peer changes meanwhile is
+// the TOCTOU case the after-checks (and the slow loops, volatile) cover.
+static inline const memifgo_desc_t *
+memifgo_descs (const memifgo_guard_t *g, const memifgo_q_t *q)
+{
+  return (const memifgo_desc_t *) (q->ring + g->desc_off);
+}
+
 static inline volatile uint16_t *
 memifgo_head (const memifgo_q_t *q)
 {
@@ -244,6 +253,43 @@ memifgo_guard_index (uintptr_t g, int tx, uint16_t qid)
 
 // ---- the checks (hot path) ----------------------------------------------
 
+// Whether any of count slots from slot names a region index >= n: two
+// linear scans (split at the ring's end), which the compiler pipelines.
+static inline uint32_t
+memifgo_scan_region (const memifgo_guard_t *g, const memifgo_q_t *q,
+		     uint16_t slot, uint32_t count, uint32_t n)
+{
+  const memifgo_desc_t *ds = memifgo_descs (g, q);
+  uint32_t start = slot & q->mask, first = q->mask + 1 - start, bad = 0, i;
+  if (first > count)
+    first = count;
+  for (i = start; i < start + first; i++)
+    bad |= ds[i].region >= n;
+  for (i = 0; i < count - first; i++)
+    bad |= ds[i].region >= n;
+  return bad;
+}
+
+// Branch-free fast check of a batch: every buffer non-empty, within the
+// buffer size and inside the last region (where libmemif, DPDK and VPP
+// peers keep buffers). 0 if all pass; otherwise memifgo_bad_buf decides.
+static inline uint32_t
+memifgo_bad_batch (const memifgo_guard_t *g, const memif_buffer_t *b,
+		   uint32_t n)
+{
+  const memifgo_region_t *r = &g->reg[g->nregions ? g->nregions - 1 : 0];
+  uintptr_t lo = r->lo, hi = r->hi, span = hi - lo;
+  uint32_t max = g->bufsize ? g->bufsize : 0xffffffffu, bad = !g->nregions;
+  for (uint32_t i = 0; i < n; i++)
+    {
+      uintptr_t p = (uintptr_t) b[i].data;
+      uint32_t len = b[i].len;
+      // p in [lo, hi], len in 1..max and p + len <= hi, without overflow
+      bad |= (len - 1 >= max) | (p - lo > span) | (len > hi - p);
+    }
+  return bad;
+}
+
 // A buffer libmemif produced: non-empty, within the buffer size, inside the
 // buffer area of one region of this session.
 static inline int
@@ -292,9 +338,7 @@ memifgo_rx_pre (const memifgo_guard_t *g, memifgo_q_t *q, uint16_t count)
   uint16_t avail = last - q->cur, i;
   if (avail < count)
     count = avail;
-  uint32_t bad = 0, n = g->nregions;
-  for (i = 0; i < count; i++) // branch-free: runs per packet
-    bad |= memifgo_desc (g, q, q->cur + i)->region >= n;
+  uint32_t n = g->nregions, bad = memifgo_scan_region (g, q, q->cur, count, n);
   if (MEMIFGO_UNLIKELY (bad))
     for (i = 0; i < count; i++)
       if (memifgo_desc (g, q, q->cur + i)->region >= n)
@@ -322,8 +366,9 @@ memifgo_rx_post (const memifgo_guard_t *g, memifgo_q_t *q, memif_buffer_t *b,
 		 uint16_t rx)
 {
   uint32_t bad = q->chain, i;
-  for (i = 0; i < rx; i++) // fast path: all good
-    bad |= memifgo_bad_buf (g, &b[i]);
+  if (memifgo_bad_batch (g, b, rx)) // fast path: all good
+    for (i = 0; i < rx; i++)
+      bad |= memifgo_bad_buf (g, &b[i]);
   q->cur += rx;
   if (MEMIFGO_UNLIKELY (bad))
     {
@@ -426,7 +471,6 @@ memifgo_refill (uintptr_t conn, const memifgo_guard_t *g, memifgo_q_t *q,
 
 #define MEMIFGO_ETXCOUNT 0x1003 // TxBurst count above the unsent allocations
 #define MEMIFGO_ETXSTALE 0x1004 // buffer b is not the next unsent allocation
-#define MEMIFGO_ETXDATA 0x1005	// slave: buffer b's data is outside its slot
 #define MEMIFGO_EBADDESC 0x1006 // allocation stopped before a bad descriptor
 
 // Before memif_buffer_alloc, over the need slots from cur it may take. A
@@ -460,19 +504,23 @@ memifgo_tx_pre (const memifgo_guard_t *g, memifgo_q_t *q, uint32_t need)
   uint32_t n = g->nregions, bad = 0;
   if (g->master)
     {
+      // Fast path: every slot in the last region (the slow loop below
+      // handles the others).
       uint32_t lo = g->minseg, span = (g->bufsize ? g->bufsize : ~0u) - lo;
+      uint32_t hot = n - 1, mask = q->mask;
+      uint64_t base = g->reg[hot].base, rlo = g->reg[hot].lo - base,
+	       rhi = g->reg[hot].hi - base;
+      const memifgo_desc_t *ds = memifgo_descs (g, q);
       for (s = 0; s < room; s++) // branch-free: runs per packet
 	{
-	  volatile memifgo_desc_t *d = memifgo_desc (g, q, q->cur + s);
-	  uint32_t r = d->region, len = d->length, ri = r < n ? r : 0;
-	  uintptr_t p = g->reg[ri].base + d->offset;
-	  bad |= (r >= n) | (len - lo > span) | (p < g->reg[ri].lo)
-		 | (p + len > g->reg[ri].hi);
+	  const memifgo_desc_t *d = &ds[(uint16_t) (q->cur + s) & mask];
+	  uint64_t off = d->offset, len = d->length;
+	  bad |= (d->region != hot) | (len - lo > span) | (off < rlo)
+		 | (off + len > rhi);
 	}
     }
   else
-    for (s = 0; s < room; s++)
-      bad |= memifgo_desc (g, q, q->cur + s)->region >= n;
+    bad = memifgo_scan_region (g, q, q->cur, room, n);
   if (MEMIFGO_UNLIKELY (bad))
     for (s = 0; s < room; s++)
       {
@@ -558,8 +606,9 @@ memifgo_alloc (uintptr_t conn, const memifgo_guard_t *g, memifgo_q_t *q,
 	  break;
       }
   q->cur += n;
-  for (i = 0; i < n; i++)
-    bad |= memifgo_bad_buf (g, &b[i]);
+  if (memifgo_bad_batch (g, b, n))
+    for (i = 0; i < n; i++)
+      bad |= memifgo_bad_buf (g, &b[i]);
   if (MEMIFGO_UNLIKELY (bad))
     for (i = 0; i < n; i++)
       if (memifgo_bad_buf (g, &b[i]))
@@ -598,8 +647,9 @@ memifgo_slave_slot_addr (const memifgo_guard_t *g, const memifgo_q_t *q,
 
 // Before memif_tx_burst: b[0:count] must be the oldest unsent allocations of
 // the queue, in order (on a mismatch memif_tx_burst still publishes the ring
-// up to the bad buffer), and on a slave each buffer's data must lie where
-// libmemif's own check wants it. 0, or MEMIFGO_ETX* with *at the buffer.
+// up to the bad buffer), and on a slave each descriptor's region index must
+// be ours (libmemif indexes its region table with it; a master can scribble
+// on it). 0, or MEMIFGO_ETX* with *at the buffer.
 static inline int
 memifgo_tx_check (const memifgo_guard_t *g, memifgo_q_t *q,
 		  const memif_buffer_t *b, uint16_t count, uint16_t *at)
@@ -626,17 +676,18 @@ memifgo_tx_check (const memifgo_guard_t *g, memifgo_q_t *q,
 	  *at = i;
 	  return MEMIFGO_ETXSTALE;
 	}
-  if (!g->master && q->ring && g->bufsize)
-    for (i = 0; i < count; i++)
-      {
-	uintptr_t base = memifgo_slave_slot_addr (g, q, b[i].desc_index);
-	uintptr_t p = (uintptr_t) b[i].data;
-	if (MEMIFGO_UNLIKELY (p < base || p - base + b[i].len > g->bufsize))
-	  {
-	    *at = i;
-	    return MEMIFGO_ETXDATA;
-	  }
-      }
+  if (!g->master && q->ring)
+    {
+      uint32_t n = g->nregions;
+      bad = memifgo_scan_region (g, q, q->rel, count, n);
+      if (MEMIFGO_UNLIKELY (bad))
+	for (i = 0; i < count; i++)
+	  if (memifgo_desc (g, q, q->rel + i)->region >= n)
+	    {
+	      memifgo_repair (g, q, q->rel + i, g->bufsize);
+	      q->bad++;
+	    }
+    }
   return 0;
 }
 
@@ -692,6 +743,10 @@ memifgo_send (uintptr_t conn, const memifgo_guard_t *g, memifgo_q_t *q,
     }
   err = memif_tx_burst ((void *) conn, qid, b, count, tx);
   q->rel += *tx;
+  if (MEMIFGO_UNLIKELY (err == MEMIF_ERR_INVAL_ARG) && q->ring)
+    // Only a peer rewriting our slot between check and send gets here;
+    // libmemif then published the ring up to the buffer it refused.
+    q->rel = g->master ? *memifgo_tail (g, q) : *memifgo_head (q);
   return err;
 }
 

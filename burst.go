@@ -103,7 +103,9 @@ func (c *Conn) downErr(op int) error {
 // qid into bufs[0:n]. more reports libmemif's MEMIF_ERR_NOBUF: the batch
 // filled up and more packets wait (not an error; the n buffers are valid).
 // Give the buffers back with RefillQueue (or use RefillRxBurst). Views:
-// see [Buffers].
+// see [Buffers]. A buffer the peer described outside its regions or buffer
+// size is dropped with the rest of its packet (counted in QueueStats) and
+// not in bufs[0:n]; refilling n still gives its ring slot back.
 func (c *Conn) RxBurst(qid uint16, bufs *Buffers, count int) (n int, more bool, err error) {
 	if err := bufs.checkCount(hotOps[opRx], count); err != nil {
 		return 0, false, err
@@ -152,7 +154,10 @@ func (c *Conn) RefillRxBurst(qid uint16, refill int, headroom uint16, bufs *Buff
 
 // RefillQueue wraps memif_refill_queue: give count received buffers of rx
 // queue qid back to the ring, data starting headroom bytes into each buffer.
-// RefillAll refills the whole ring. Views of those buffers die here.
+// RefillAll refills the whole ring. Views of those buffers die here. count
+// is buffers the bursts returned: ring slots of dropped bad buffers among
+// and right after them go back too. On a master the binding moves the ring
+// tail itself (libmemif's master refill loses count at the 16-bit wrap).
 func (c *Conn) RefillQueue(qid uint16, count int, headroom uint16) error {
 	if count < 0 || count > 0xffff {
 		return argErr(hotOps[opRefill], "count", "%d is outside 0..65535", count)
@@ -223,9 +228,12 @@ func (c *Conn) BufferAlloc(qid uint16, bufs *Buffers, count int, size uint16) (n
 }
 
 // TxBurst wraps memif_tx_burst: send bufs[0:count] (from BufferAlloc or
-// BufferEnqTx, in order) on tx queue qid. Their views die here. A length
-// beyond what BufferAlloc gave the buffer (or, after BufferEnqTx, beyond the
-// buffer size) is rejected before C.
+// BufferEnqTx, in order) on tx queue qid. Their views die here. bufs[0] must
+// be the oldest allocated and unsent buffer of the queue, and count at most
+// the unsent allocations: otherwise (a batch sent twice, an abandoned
+// allocation, a count above it: *ArgError or ErrStaleTxBuffer) nothing is
+// sent and every unsent allocation of the queue is given back (as empty
+// buffers, see ReleaseTx), so the queue never wedges.
 func (c *Conn) TxBurst(qid uint16, bufs *Buffers, count int) (n int, err error) {
 	if err := bufs.checkCount(hotOps[opTx], count); err != nil {
 		return 0, err

@@ -237,7 +237,7 @@ memifgo_buffer_alloc (uintptr_t conn, uintptr_t g, uint16_t qid,
   uint16_t n = 0;
   int err = memifgo_alloc (conn, (const memifgo_guard_t *) g,
 			   memifgo_txq (g, qid), qid, (memif_buffer_t *) bufs,
-			   nbufs, count, size, worst, &n);
+			   nbufs, count, size, worst, worst != 0, &n);
   return MEMIFGO_PACK (err, n);
 }
 
@@ -315,7 +315,8 @@ memifgo_tx_alloc (uintptr_t conn, uintptr_t g_, uint16_t qid, uintptr_t bufs,
     }
   if (!nalloc)
     return MEMIFGO_FP (0, 0, 0, tx);
-  err = memifgo_alloc (conn, g, q, qid, b, cap, nalloc, size, worst, &n);
+  err = memifgo_alloc (conn, g, q, qid, b, cap, nalloc, size, worst,
+		       worst != 0, &n);
   for (i = 0; i < n; i++)
     caps[i] = b[i].len;
   return MEMIFGO_FP (err, 0, n, tx);
@@ -366,7 +367,7 @@ memifgo_copy_tx (uintptr_t conn, uintptr_t g_, uint16_t qid, uintptr_t bufs,
 	  break; // batch full
 	}
       aerr = memifgo_alloc (conn, g, q, qid, b + nb, cap - nb, (uint16_t) run,
-			    (uint16_t) len, 0, &got);
+			    (uint16_t) len, 0, seg != 0, &got);
       const uint8_t *base = data + offs[p], *src = base;
       for (i = nb; i < nb + got; i++)
 	{

@@ -475,13 +475,16 @@ memifgo_refill (uintptr_t conn, const memifgo_guard_t *g, memifgo_q_t *q,
 
 // Before memif_buffer_alloc, over the need slots from cur it may take. A
 // master's free slots [cur, head) were filled by the slave: libmemif trusts
-// their region index, offset and length (the length also bounds how many
-// descriptors it writes into the batch), so a bad one stops allocation
-// before it (stop; counted once per slot) until the slave fixes it. A
+// their region index (it indexes its region table) and their length (which
+// bounds how many descriptors it writes into the batch, and how many slots
+// need covers); strict (a batch smaller than the ring), offsets are checked
+// too, else left to the after-check. A bad slot stops allocation before it
+// (stop; counted once per slot) until the slave fixes it. A
 // slave's free slots are its own, but the master can scribble on them: a bad
 // region index is repaired. Returns the slots from cur allocation may take.
 static inline uint32_t
-memifgo_tx_pre (const memifgo_guard_t *g, memifgo_q_t *q, uint32_t need)
+memifgo_tx_pre (const memifgo_guard_t *g, memifgo_q_t *q, uint32_t need,
+		int strict)
 {
   if (!q->ring)
     return 0x10000;
@@ -505,19 +508,26 @@ memifgo_tx_pre (const memifgo_guard_t *g, memifgo_q_t *q, uint32_t need)
   if (g->master)
     {
       // Fast path: every slot in the last region (the slow loop below
-      // handles the others).
+      // handles the others); offsets only when strict.
       uint32_t lo = g->minseg, span = (g->bufsize ? g->bufsize : ~0u) - lo;
-      uint32_t hot = n - 1, mask = q->mask;
+      uint32_t hot = n - 1, mask = q->mask, start = q->cur & mask;
       uint64_t base = g->reg[hot].base, rlo = g->reg[hot].lo - base,
 	       rhi = g->reg[hot].hi - base;
       const memifgo_desc_t *ds = memifgo_descs (g, q);
-      for (s = 0; s < room; s++) // branch-free: runs per packet
-	{
-	  const memifgo_desc_t *d = &ds[(uint16_t) (q->cur + s) & mask];
-	  uint64_t off = d->offset, len = d->length;
-	  bad |= (d->region != hot) | (len - lo > span) | (off < rlo)
-		 | (off + len > rhi);
-	}
+      uint32_t first = mask + 1 - start, i;
+      if (first > room)
+	first = room;
+      for (i = start; i < start + first; i++) // branch-free: per packet
+	bad |= (ds[i].region != hot) | (ds[i].length - lo > span);
+      for (i = 0; i < (uint32_t) room - first; i++)
+	bad |= (ds[i].region != hot) | (ds[i].length - lo > span);
+      if (strict && !bad)
+	for (s = 0; s < room; s++)
+	  {
+	    const memifgo_desc_t *d = &ds[(start + s) & mask];
+	    uint64_t off = d->offset, len = d->length;
+	    bad |= (off < rlo) | (off + len > rhi);
+	  }
     }
   else
     bad = memifgo_scan_region (g, q, q->cur, room, n);
@@ -537,7 +547,7 @@ memifgo_tx_pre (const memifgo_guard_t *g, memifgo_q_t *q, uint32_t need)
 	      }
 	  }
 	else if (r >= n || len < g->minseg || (g->bufsize && len > g->bufsize)
-		 || p < g->reg[ri].lo || p + len > g->reg[ri].hi)
+		 || (strict && (p < g->reg[ri].lo || p + len > g->reg[ri].hi)))
 	  {
 	    if (!q->seen || q->chk != slot)
 	      q->bad++;
@@ -571,20 +581,22 @@ memifgo_tx_fits (const memifgo_guard_t *g, const memifgo_q_t *q,
 
 // memif_buffer_alloc under the guard: count packets of size bytes into b,
 // which has room for nb descriptors. worst != 0 (a master whose batch is
-// smaller than the ring): packet by packet while nb holds worst more. Then
+// smaller than the ring): packet by packet while nb holds worst more.
+// strict: the caller's batch bound assumes checked segment lengths. Then
 // every buffer is post-checked: one the peer rewrote after the pre-check is
 // repaired (slave) or emptied (length 0 at a harmless address) and counted,
 // never handed out pointing elsewhere.
 static inline int
 memifgo_alloc (uintptr_t conn, const memifgo_guard_t *g, memifgo_q_t *q,
 	       uint16_t qid, memif_buffer_t *b, uint32_t nb, uint16_t count,
-	       uint16_t size, uint16_t worst, uint16_t *out)
+	       uint16_t size, uint16_t worst, int strict, uint16_t *out)
 {
   // Slots the allocation may take if every one is good: segments are at
   // least minseg (master, checked) or the buffer size (slave).
   uint32_t seg = g->master ? g->minseg : g->bufsize;
   uint32_t need = seg ? (uint32_t) count * ((size + seg - 1) / seg) : 0x10000;
-  uint32_t good = memifgo_tx_pre (g, q, need ? need : 1), bad = 0;
+  uint32_t good = memifgo_tx_pre (g, q, need ? need : 1, strict || worst),
+	   bad = 0;
   uint16_t n = 0, i;
   int err = MEMIF_ERR_SUCCESS;
   if (!worst && !q->stop)

@@ -282,6 +282,46 @@ func TestHostileMasterTxDescriptors(t *testing.T) {
 		}
 		flow(t, s, r, 3)
 	}
+	// A batch of the whole ring (the fast configuration): lengths and
+	// region indexes still stop allocation; an offset outside the region is
+	// caught after libmemif computed it, and the buffer comes back empty
+	// (length 0, counted) instead of pointing there.
+	whole, err := NewBuffers(1 << 8)
+	require.NoError(t, err)
+	defer whole.Free()
+	stats := func(c *Conn) QueueStats {
+		st, err := c.QueueStats(0)
+		require.NoError(t, err)
+		return st
+	}
+	for _, a := range append(attacks, short) {
+		cur, _ := p.master.ringIndex(true, 0)
+		d := p.master.ringDesc(true, 0, cur)
+		saved := *d
+		a.mut(d)
+		tx0, rx0 := stats(p.master).TxBadDescriptors, stats(p.slave).RxBadDescriptors
+		n, err := p.master.BufferAlloc(0, whole, 1, 100)
+		if a.name == "offset 4 GiB away" {
+			require.NoError(t, err)
+			require.Equal(t, 1, n)
+			require.Zero(t, whole.Len(0), "emptied, not pointing outside the region")
+			require.Empty(t, whole.Data(0))
+			sent, err := p.master.TxBurst(0, whole, 1) // the slot goes back, empty
+			require.NoError(t, err)
+			require.Equal(t, 1, sent)
+			// No repair by the test: the slave drops the empty buffer and
+			// puts its own buffer back in the slot.
+			flow(t, s, r, 2)
+			require.Equal(t, rx0+1, stats(p.slave).RxBadDescriptors, "the receiver drops the empty buffer")
+		} else {
+			require.ErrorIs(t, err, ErrBadDescriptor, a.name)
+			require.Zero(t, n)
+			*d = saved
+			flow(t, s, r, 2)
+			require.Equal(t, rx0, stats(p.slave).RxBadDescriptors)
+		}
+		require.Equal(t, tx0+1, stats(p.master).TxBadDescriptors, a.name)
+	}
 	// A bad slot further on: what fits before it is allocated.
 	cur, _ := p.master.ringIndex(true, 0)
 	d := p.master.ringDesc(true, 0, cur+2)

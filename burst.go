@@ -335,7 +335,9 @@ func (c *Conn) BufferRequeue(a *Buffers, i int, b *Buffers, j int) error {
 
 // SetNextFreeBuffer wraps memif_set_next_free_buffer: the next BufferAlloc
 // on tx queue qid starts at buffer i of bufs (to give back allocated but
-// unsent buffers).
+// unsent buffers). libmemif v26.06 refuses it (ErrInvalArg) once 65536
+// buffers were allocated on the queue in the session (it compares a 32-bit
+// counter with a 16-bit index); ReleaseTx always works.
 func (c *Conn) SetNextFreeBuffer(qid uint16, bufs *Buffers, i int) error {
 	const op = "memif_set_next_free_buffer"
 	if err := bufs.checkCount(op, i+1); err != nil || i < 0 {

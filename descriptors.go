@@ -162,6 +162,20 @@ func (c *Conn) ringDesc(tx bool, qid, slot uint16) *ringDesc {
 	return (*ringDesc)(C.memifgo_guard_desc_addr(l.guard, t, C.uint16_t(qid), C.uint16_t(slot)))
 }
 
+// ringHead returns the head index field of a ring in shared memory (nil as
+// ringDesc): tests play a hostile peer with it.
+func (c *Conn) ringHead(tx bool, qid uint16) *uint16 {
+	l := c.link.Load()
+	if l == nil || l.guard == 0 {
+		return nil
+	}
+	t := C.int(0)
+	if tx {
+		t = 1
+	}
+	return (*uint16)(C.memifgo_guard_head_addr(l.guard, t, C.uint16_t(qid)))
+}
+
 // ringIndex returns the guard's mirrors of queue qid: rx next slot to
 // receive and oldest not refilled; tx next free and next to send.
 func (c *Conn) ringIndex(tx bool, qid uint16) (cur, rel uint16) {

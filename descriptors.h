@@ -243,6 +243,14 @@ memifgo_guard_desc_addr (uintptr_t g_, int tx, uint16_t qid, uint16_t slot)
   return q->ring ? (void *) memifgo_desc (g, q, slot) : NULL;
 }
 
+// The ring's head field, or NULL (tests).
+static void *
+memifgo_guard_head_addr (uintptr_t g, int tx, uint16_t qid)
+{
+  const memifgo_q_t *q = tx ? memifgo_txq (g, qid) : memifgo_rxq (g, qid);
+  return q->ring ? (void *) memifgo_head (q) : NULL;
+}
+
 // A queue's ring index mirrors: rx cur/rel, tx next free / next to send.
 static uint32_t
 memifgo_guard_index (uintptr_t g, int tx, uint16_t qid)

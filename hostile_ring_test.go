@@ -322,12 +322,29 @@ func TestHostileMasterTxDescriptors(t *testing.T) {
 		}
 		require.Equal(t, tx0+1, stats(p.master).TxBadDescriptors, a.name)
 	}
-	// A bad slot further on: what fits before it is allocated.
+	// A head moved beyond the ring (libmemif would hand out up to 65535
+	// slots, far past any batch): allocation stops, counted.
+	head := p.master.ringHead(true, 0)
+	require.NotNil(t, head)
+	h := *head
 	cur, _ := p.master.ringIndex(true, 0)
+	*head = cur + 60000
+	tx0 := stats(p.master).TxBadDescriptors
+	n, err := p.master.BufferAlloc(0, whole, 1, 100)
+	require.ErrorIs(t, err, ErrBadDescriptor)
+	require.Zero(t, n)
+	_, err = p.master.CopyTx(0, small, data, offs)
+	require.ErrorIs(t, err, ErrBadDescriptor)
+	require.Equal(t, tx0+1, stats(p.master).TxBadDescriptors)
+	*head = h
+	flow(t, s, r, 2)
+
+	// A bad slot further on: what fits before it is allocated.
+	cur, _ = p.master.ringIndex(true, 0)
 	d := p.master.ringDesc(true, 0, cur+2)
 	saved := *d
 	d.Region = 300
-	n, err := p.master.BufferAlloc(0, s.bufs, 4, 100)
+	n, err = p.master.BufferAlloc(0, s.bufs, 4, 100)
 	require.ErrorIs(t, err, ErrBadDescriptor)
 	require.Equal(t, 2, n)
 	for j := 0; j < n; j++ {

@@ -438,8 +438,13 @@ memifgo_copy_rx (uintptr_t conn, uintptr_t g_, uint16_t qid, uintptr_t bufs,
 	{
 	  uint32_t len = b[i].len;
 	  int next = (b[i].flags & MEMIF_BUFFER_FLAG_NEXT) != 0;
-	  int bad = memifgo_bad_buf (g, &b[i]);
+	  // A packet of one empty buffer is dropped as empty (a peer giving
+	  // back allocations); an empty buffer in a chain is bad.
+	  int alone = len == 0 && !open && !next;
+	  int bad = !alone && memifgo_bad_buf (g, &b[i]);
 	  q->bad += bad;
+	  q->empty += alone;
+	  q->dropped += alone;
 	  if (len > seg || bad) // a peer that ignores its buffer or regions
 	    {
 	      drop = 1;
@@ -461,7 +466,7 @@ memifgo_copy_rx (uintptr_t conn, uintptr_t g_, uint16_t qid, uintptr_t bufs,
 	    {
 	      if (drop)
 		pos = start; // forget the whole packet
-	      else
+	      else if (!alone)
 		offs[++pk] = (int32_t) pos;
 	      start = pos;
 	      drop = 0;

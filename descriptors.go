@@ -35,11 +35,15 @@ var ErrStaleTxBuffer = errors.New("memif: not the next unsent tx allocation of t
 // (they start at zero on every connect).
 type QueueStats struct {
 	// RxBadDescriptors counts rx descriptors that failed a check: region
-	// index, data outside the region, length 0 or beyond the buffer size.
+	// index, data outside the region, length beyond the buffer size.
 	RxBadDescriptors uint64
 	// RxDropped counts rx buffers dropped: the bad ones and the rest of
-	// their packets. None of them was handed out.
+	// their packets, and the empty ones. None of them was handed out.
 	RxDropped uint64
+	// RxEmpty counts rx buffers of length 0, dropped alone (they carry no
+	// bytes; their packet is kept). A peer giving back tx allocations
+	// (ReleaseTx, a rejected TxBurst) sends these.
+	RxEmpty uint64
 	// TxBadDescriptors counts tx descriptors the peer offered that failed a
 	// check (repaired on a slave, refused on a master).
 	TxBadDescriptors uint64
@@ -66,6 +70,7 @@ func (c *Conn) QueueStats(qid uint16) (QueueStats, error) {
 		if !l.down.Load() {
 			st.RxBadDescriptors = uint64(C.memifgo_guard_count(l.guard, 0, C.uint16_t(qid), 0))
 			st.RxDropped = uint64(C.memifgo_guard_count(l.guard, 0, C.uint16_t(qid), 1))
+			st.RxEmpty = uint64(C.memifgo_guard_count(l.guard, 0, C.uint16_t(qid), 2))
 		}
 		q.mu.Unlock()
 	}

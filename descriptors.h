@@ -43,11 +43,13 @@ typedef struct
   uint16_t rel;   // rx: oldest slot not refilled; tx: next slot to send
   uint16_t chk;   // tx: the slot a master's allocation stopped before
   uint8_t chain;  // rx: dropping the rest of a chain that had a bad buffer
+  uint8_t open;   // rx: the last buffer received had NEXT (a chain goes on)
   uint8_t stop;   // tx (master): a bad slot is ahead, allocation stops before it
   uint8_t seen;   // tx: chk is valid (a bad slot is counted once)
   uint32_t ndrop; // rx: dropped slots not yet refilled (bits in drop)
   uint64_t bad;	  // descriptors that failed a check
-  uint64_t dropped; // rx: buffers dropped (bad ones and the rest of their packet)
+  uint64_t dropped; // rx: buffers dropped (bad, empty, and the rest of a bad one's packet)
+  uint64_t empty;   // rx: packets of one empty buffer, dropped
   uint8_t *drop;    // rx: bitmap of dropped slots, mask+1 bits
 } memifgo_q_t;
 
@@ -227,10 +229,10 @@ memifgo_guard_free (uintptr_t g_)
 
 // Counters, read under the queue's lock (descriptors.go).
 static uint64_t
-memifgo_guard_count (uintptr_t g, int tx, uint16_t qid, int dropped)
+memifgo_guard_count (uintptr_t g, int tx, uint16_t qid, int which)
 {
   memifgo_q_t *q = tx ? memifgo_txq (g, qid) : memifgo_rxq (g, qid);
-  return dropped ? q->dropped : q->bad;
+  return which == 2 ? q->empty : which == 1 ? q->dropped : q->bad;
 }
 
 // The ring descriptor of a slot, or NULL when the ring is unknown (tests
@@ -350,7 +352,7 @@ memifgo_rx_pre (const memifgo_guard_t *g, memifgo_q_t *q, uint16_t count)
   if (MEMIFGO_UNLIKELY (bad))
     for (i = 0; i < count; i++)
       if (memifgo_desc (g, q, q->cur + i)->region >= n)
-	memifgo_repair (g, q, q->cur + i, 0); // post-check drops it
+	memifgo_repair (g, q, q->cur + i, ~0u); // post-check drops it as bad
   return count;
 }
 
@@ -381,11 +383,17 @@ memifgo_rx_post (const memifgo_guard_t *g, memifgo_q_t *q, memif_buffer_t *b,
   if (MEMIFGO_UNLIKELY (bad))
     {
       uint16_t k = 0, start = 0;
-      int drop = q->chain;
+      int drop = q->chain, inchain = q->open;
       for (i = 0; i < rx; i++)
 	{
-	  int badi = memifgo_bad_buf (g, &b[i]);
+	  // A packet of one empty buffer (how a peer gives back unsent tx
+	  // allocations) is dropped and counted as empty; an empty buffer in
+	  // a chain would cut bytes out of the packet: bad.
+	  int next = (b[i].flags & MEMIF_BUFFER_FLAG_NEXT) != 0;
+	  int alone = b[i].len == 0 && !inchain && !next;
+	  int badi = !alone && memifgo_bad_buf (g, &b[i]);
 	  q->bad += badi;
+	  q->empty += alone;
 	  if (badi && !drop)
 	    { // forget the part of this packet kept so far
 	      for (uint16_t j = start; j < k; j++)
@@ -393,19 +401,23 @@ memifgo_rx_post (const memifgo_guard_t *g, memifgo_q_t *q, memif_buffer_t *b,
 	      k = start;
 	      drop = 1;
 	    }
-	  if (drop)
+	  if (drop || alone)
 	    memifgo_mark_drop (g, q, b[i].desc_index);
 	  else
 	    b[k++] = b[i];
-	  if (!(b[i].flags & MEMIF_BUFFER_FLAG_NEXT))
+	  inchain = next;
+	  if (!next)
 	    {
 	      drop = 0;
 	      start = k;
 	    }
 	}
       q->chain = drop;
-      rx = k;
+      q->open = inchain;
+      return k;
     }
+  if (rx)
+    q->open = (b[rx - 1].flags & MEMIF_BUFFER_FLAG_NEXT) != 0;
   return rx;
 }
 

@@ -195,6 +195,12 @@ func TestTxMisuse(t *testing.T) {
 			}
 			flow(t, s, r, 50)
 			r.done()
+			// What was given back reached the receiver as empty buffers,
+			// dropped and counted as such, not as a bad peer.
+			st, err := to.QueueStats(0)
+			require.NoError(t, err)
+			require.Zero(t, st.RxBadDescriptors)
+			require.Equal(t, uint64(4+8+5+3+900), st.RxEmpty)
 		})
 	}
 }

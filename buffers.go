@@ -32,13 +32,13 @@ const MaxBurst = 0xffff
 // Copy what must outlive that (AppendPacket does).
 //
 // What the binding enforces: Data returns nil once the batch's session has
-// ended (the link went down: one atomic load per call), View says why with
-// ErrStaleView, and descriptors a peer wrote outside its regions are never
-// returned (descriptors.go). What it cannot: a slice obtained before the link
-// went down still points into memory libmemif unmaps when OnDisconnect
-// returns, and a slice kept past RefillQueue or TxBurst sees the peer's
-// next packet. So OnDisconnect must wait until no goroutine reads views of
-// that connection (see README, "Disconnect").
+// ended and its memory is unmapped (OnDisconnect returned: one atomic load
+// per call), View says why with ErrStaleView, and descriptors a peer wrote
+// outside its regions are never returned (descriptors.go). What it cannot:
+// a slice obtained before that still points into the unmapped memory, and a
+// slice kept past RefillQueue or TxBurst sees the peer's next packet. So
+// OnDisconnect must wait until no goroutine reads views of that connection
+// (see README, "Disconnect"); until it returns, views stay mapped.
 //
 // Methods on a nil or freed batch, or with an index outside it, return
 // zero values (nil, 0, false) or an *ArgError, never panic.
@@ -88,7 +88,7 @@ func (b *Buffers) live(i int) bool {
 		return false
 	}
 	s := b.meta.session
-	return s == nil || !s.down.Load()
+	return s == nil || !s.unmapped.Load()
 }
 
 // Data is buffer i's bytes in shared memory, len(Data) == Len(i). It is a

@@ -88,7 +88,15 @@ func memifGoOnDisconnect(h C.uintptr_t) C.int {
 	return c.sock.runCallback("OnDisconnect", func() error {
 		// libmemif also calls on_disconnect for failed handshakes and for
 		// Delete of an unconnected interface: pass on only real link downs.
-		if c.downLink() == nil || c.args.OnDisconnect == nil {
+		l := c.downLink()
+		if l == nil {
+			return nil
+		}
+		// libmemif unmaps the regions as soon as this returns: from then on
+		// Buffers.Data returns nil for this session (even if OnDisconnect
+		// panics).
+		defer l.unmapped.Store(true)
+		if c.args.OnDisconnect == nil {
 			return nil
 		}
 		return c.args.OnDisconnect(c)

@@ -88,10 +88,12 @@ type link struct {
 	bufferSize uint32   // 0 if the peer's layout hides it (see negotiatedBufferSize)
 	txRingSize []uint32 // descriptors per tx ring
 	master     bool
-	// down is set with every queue lock held; bursts read it under their
-	// lock, Buffers.Data without one (so it is atomic).
-	down  atomic.Bool
-	guard C.uintptr_t // descriptors.h: what the hot path checks descriptors against
+	// down is set with every queue lock held (bursts read it under their
+	// lock) before OnDisconnect runs; unmapped once OnDisconnect returned,
+	// when libmemif unmaps the regions (Buffers.Data reads it, no lock).
+	down     atomic.Bool
+	unmapped atomic.Bool
+	guard    C.uintptr_t // descriptors.h: what the hot path checks descriptors against
 }
 
 type queue struct {
@@ -208,7 +210,9 @@ func (c *Conn) Delete() error {
 	}
 	code := C.memif_delete(&c.h)
 	c.deleted.Store(true)
-	c.downLink() // in case libmemif skipped on_disconnect
+	if l := c.downLink(); l != nil { // libmemif skipped on_disconnect
+		l.unmapped.Store(true)
+	}
 	delete(s.conns, c)
 	c.handle.Delete()
 	return s.finish(op, code)

@@ -23,6 +23,10 @@ func TestDebugStaleViews(t *testing.T) {
 	require.Equal(t, 1, n)
 	require.NoError(t, p.d.deleteConn(p.master))
 	waitConn(t, p.sev.disconnected, "slave OnDisconnect", 5*time.Second)
+	waitFor(t, 5*time.Second, "session unmapped", func() bool {
+		l := p.slave.link.Load()
+		return l == nil && rx.meta.session.unmapped.Load()
+	})
 	require.PanicsWithValue(t, "memif (memifdebug): Buffers.Data of a session that has ended: its shared memory is unmapped",
 		func() { rx.Data(0) })
 }

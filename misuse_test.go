@@ -264,6 +264,8 @@ func TestViewsAfterDisconnect(t *testing.T) {
 
 	require.NoError(t, p.d.deleteConn(p.master))
 	waitConn(t, p.sev.disconnected, "slave OnDisconnect", 5*time.Second)
+	// The event is sent from inside OnDisconnect; views die when it returns.
+	waitFor(t, 5*time.Second, "views of the ended session cleared", func() bool { return rx.Data(0) == nil })
 	for _, b := range []*Buffers{rx, tx} {
 		assert.Nil(t, b.Data(0))
 		_, err = b.View(0)

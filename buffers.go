@@ -30,6 +30,18 @@ const MaxBurst = 0xffff
 //     is deleted: the region is unmapped then.
 //
 // Copy what must outlive that (AppendPacket does).
+//
+// What the binding enforces: Data returns nil once the batch's session has
+// ended and its memory is unmapped (OnDisconnect returned: one atomic load
+// per call), View says why with ErrStaleView, and descriptors a peer wrote
+// outside its regions are never returned (descriptors.go). What it cannot:
+// a slice obtained before that still points into the unmapped memory, and a
+// slice kept past RefillQueue or TxBurst sees the peer's next packet. So
+// OnDisconnect must wait until no goroutine reads views of that connection
+// (see README, "Disconnect"); until it returns, views stay mapped.
+//
+// Methods on a nil or freed batch, or with an index outside it, return
+// zero values (nil, 0, false) or an *ArgError, never panic.
 type Buffers struct {
 	p       *C.memif_buffer_t
 	b       []C.memif_buffer_t
@@ -62,29 +74,96 @@ func NewBuffers(n int) (*Buffers, error) {
 }
 
 // Cap is the number of descriptors in the batch.
-func (b *Buffers) Cap() int { return len(b.b) }
+func (b *Buffers) Cap() int {
+	if b == nil {
+		return 0
+	}
+	return len(b.b)
+}
+
+// live reports whether descriptor i exists and its view may be read: the
+// batch's session, if any, has not ended.
+func (b *Buffers) live(i int) bool {
+	if b == nil || uint(i) >= uint(len(b.b)) {
+		return false
+	}
+	s := b.meta.session
+	return s == nil || !s.unmapped.Load()
+}
 
 // Data is buffer i's bytes in shared memory, len(Data) == Len(i). It is a
-// view: see "Lifetime of views" above.
+// view: see "Lifetime of views" above. nil once the session has ended (or
+// for an index outside the batch); View says which.
 func (b *Buffers) Data(i int) []byte {
+	if !b.live(i) {
+		if debugViews && b != nil && uint(i) < uint(len(b.b)) {
+			panic("memif (memifdebug): Buffers.Data of a session that has ended: its shared memory is unmapped")
+		}
+		return nil
+	}
 	d := &b.b[i]
 	return unsafe.Slice((*byte)(d.data), int(d.len))
 }
 
-// Len is buffer i's length in bytes.
-func (b *Buffers) Len(i int) int { return int(b.b[i].len) }
+// View is Data with the reason when there is no view: an *ArgError for a
+// nil batch or an index outside it, ErrStaleView when the batch's session
+// has ended.
+func (b *Buffers) View(i int) ([]byte, error) {
+	const op = "Buffers.View"
+	if b == nil || b.p == nil {
+		return nil, argErr(op, "buffers", "nil or freed batch")
+	}
+	if uint(i) >= uint(len(b.b)) {
+		return nil, argErr(op, "index", "%d is outside the batch of %d", i, len(b.b))
+	}
+	if !b.live(i) {
+		return nil, &Error{Op: op, Err: ErrStaleView}
+	}
+	return b.Data(i), nil
+}
+
+// Len is buffer i's length in bytes (0 outside the batch).
+func (b *Buffers) Len(i int) int {
+	if b == nil || uint(i) >= uint(len(b.b)) {
+		return 0
+	}
+	return int(b.b[i].len)
+}
 
 // SetLen sets buffer i's length before TxBurst (for example to shrink a
-// buffer BufferAlloc sized generously). TxBurst rejects a length beyond what
-// BufferAlloc gave the buffer.
-func (b *Buffers) SetLen(i, n int) { b.b[i].len = C.uint32_t(n) }
+// buffer BufferAlloc sized generously): 0 up to what BufferAlloc (or
+// BufferEnqTx) gave the buffer; anything else is an *ArgError and leaves the
+// length as it was.
+func (b *Buffers) SetLen(i, n int) error {
+	const op = "Buffers.SetLen"
+	if b == nil || b.p == nil {
+		return argErr(op, "buffers", "nil or freed batch")
+	}
+	if uint(i) >= uint(len(b.b)) {
+		return argErr(op, "index", "%d is outside the batch of %d", i, len(b.b))
+	}
+	if n < 0 || uint64(n) > uint64(b.caps[i]) {
+		return argErr(op, "length", "%d is outside 0..%d, what buffer %d was allocated with", n, b.caps[i], i)
+	}
+	b.b[i].len = C.uint32_t(n)
+	return nil
+}
 
 // HasNext reports MEMIF_BUFFER_FLAG_NEXT: the packet continues in buffer
 // i+1 (a chain, for packets longer than the buffer size).
-func (b *Buffers) HasNext(i int) bool { return b.b[i].flags&C.MEMIF_BUFFER_FLAG_NEXT != 0 }
+func (b *Buffers) HasNext(i int) bool {
+	if b == nil || uint(i) >= uint(len(b.b)) {
+		return false
+	}
+	return b.b[i].flags&C.MEMIF_BUFFER_FLAG_NEXT != 0
+}
 
-// SetNext sets or clears MEMIF_BUFFER_FLAG_NEXT on buffer i.
+// SetNext sets or clears MEMIF_BUFFER_FLAG_NEXT on buffer i (no-op outside
+// the batch).
 func (b *Buffers) SetNext(i int, next bool) {
+	if b == nil || uint(i) >= uint(len(b.b)) {
+		return
+	}
 	if next {
 		b.b[i].flags |= C.MEMIF_BUFFER_FLAG_NEXT
 	} else {
@@ -98,6 +177,10 @@ func (b *Buffers) SetNext(i int, next bool) {
 // chain: when HasNext(end-1) is still true, the packet continues in the
 // next burst.
 func (b *Buffers) PacketEnd(i, n int) (end, size int) {
+	if b == nil || i < 0 {
+		return i, 0
+	}
+	n = min(n, len(b.b))
 	for end = i; end < n; {
 		size += int(b.b[end].len)
 		end++
@@ -113,7 +196,7 @@ func (b *Buffers) PacketEnd(i, n int) (end, size int) {
 // a chain cut by the end of the burst is only a part (HasNext(next-1)).
 func (b *Buffers) AppendPacket(dst []byte, i, n int) ([]byte, int) {
 	end, _ := b.PacketEnd(i, n)
-	for j := i; j < end; j++ {
+	for j := max(i, 0); j < end; j++ {
 		dst = append(dst, b.Data(j)...)
 	}
 	return dst, end
@@ -124,7 +207,7 @@ func (b *Buffers) AppendPacket(dst []byte, i, n int) ([]byte, int) {
 // Make slices once, outside the packet loop: each call allocates the small
 // header. Free only the parent.
 func (b *Buffers) Slice(from, to int) *Buffers {
-	if from < 0 || to > len(b.b) || from >= to {
+	if b == nil || from < 0 || to > len(b.b) || from >= to {
 		return nil // checkCount rejects a nil batch with a clear error
 	}
 	return &Buffers{p: &b.b[from], b: b.b[from:to], caps: b.caps[from:to], meta: b.meta, parent: b}
@@ -132,7 +215,7 @@ func (b *Buffers) Slice(from, to int) *Buffers {
 
 // Free releases the batch. It must not be in use by a burst.
 func (b *Buffers) Free() {
-	if b.p != nil && b.parent == nil {
+	if b != nil && b.p != nil && b.parent == nil {
 		b.cleanup.Stop()
 		C.free(unsafe.Pointer(b.p))
 		b.p, b.b, b.caps = nil, nil, nil

@@ -10,6 +10,9 @@
 #   ./build.sh soak       the long tests (more cycles and packets) and a long fuzzing run
 #   ./build.sh bench      examples/bench against its C twin, table and plot
 #   ./build.sh floor      go vet and go test -race of the binding with the oldest Go it supports
+#   ./build.sh asan [..]  the loopback, hostile and misuse tests under AddressSanitizer
+#                         (go test -asan), against an ASan build of libmemif that you
+#                         installed under $LIBMEMIF_ASAN_PREFIX (default /opt/libmemif-asan)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -91,7 +94,24 @@ case "$cmd" in
     GOTOOLCHAIN="$v" go vet ./...
     GOTOOLCHAIN="$v" go test -race -count=1 -timeout 20m ./... "$@"
     ;;
+  asan)
+    # libmemif built with -fsanitize=address is the user's to provide (this
+    # project never builds libmemif): point LIBMEMIF_ASAN_PREFIX at its
+    # install prefix (include/libmemif.h, lib/libmemif.so).
+    p="${LIBMEMIF_ASAN_PREFIX:-/opt/libmemif-asan}"
+    if [ ! -f "$p/include/libmemif.h" ] || ! ls "$p"/lib/libmemif.so* >/dev/null 2>&1; then
+      echo "build.sh asan: no ASan libmemif under $p (set LIBMEMIF_ASAN_PREFIX to the prefix of a libmemif v26.06 built with -fsanitize=address)" >&2
+      exit 1
+    fi
+    export CGO_CFLAGS="-O1 -g -fno-omit-frame-pointer -I$p/include"
+    export CGO_LDFLAGS="-L$p/lib -Wl,-rpath,$p/lib"
+    # Go's runtime does not free everything at exit: leak reports are noise.
+    export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1}"
+    go test -asan -count=1 -timeout 20m \
+      -run 'Hostile|Handshake[^C]|PeerGone|ResetBehind|PendingCap|AllowUIDs|Loop|StaleSocket|ConcurrentSockets|TxMisuse|NilReceivers|DeleteInside|ViewsAfter|RefillQueueExact|QueueStats|Traffic|FourQueues|Chained|Fast|ZeroCopy|SetNextFree|Connect|Interrupt|ExternalRegion|DeleteWhile' \
+      . "$@"
+    ;;
   *)
-    echo "usage: ./build.sh [build|test|demo|soak|bench|floor]" >&2; exit 2
+    echo "usage: ./build.sh [build|test|demo|soak|bench|floor|asan]" >&2; exit 2
     ;;
 esac

@@ -7,6 +7,8 @@ package memif
 */
 import "C"
 
+import "fmt"
+
 // The hot path: one cgo crossing per burst, no allocation. Each method holds
 // its queue's lock (uncontended when one goroutine drives the queue) so a
 // disconnect never frees a ring under a burst.
@@ -51,6 +53,9 @@ func unpack(r C.int64_t) (int, int64) { return int(r & 0xffff), int64(r) >> 16 }
 
 // rxQueue locks rx queue qid of the live link, or says why it cannot.
 func (c *Conn) rxQueue(op int, qid uint16) (*link, *queue, error) {
+	if c == nil {
+		return nil, nil, nilConnErr(hotOps[op])
+	}
 	l := c.link.Load()
 	if l == nil {
 		return nil, nil, c.downErr(op)
@@ -60,7 +65,7 @@ func (c *Conn) rxQueue(op int, qid uint16) (*link, *queue, error) {
 	}
 	q := &l.rx[qid]
 	q.mu.Lock()
-	if l.down {
+	if l.down.Load() {
 		q.mu.Unlock()
 		return nil, nil, c.downErr(op)
 	}
@@ -68,6 +73,9 @@ func (c *Conn) rxQueue(op int, qid uint16) (*link, *queue, error) {
 }
 
 func (c *Conn) txQueue(op int, qid uint16) (*link, *queue, error) {
+	if c == nil {
+		return nil, nil, nilConnErr(hotOps[op])
+	}
 	l := c.link.Load()
 	if l == nil {
 		return nil, nil, c.downErr(op)
@@ -77,7 +85,7 @@ func (c *Conn) txQueue(op int, qid uint16) (*link, *queue, error) {
 	}
 	q := &l.tx[qid]
 	q.mu.Lock()
-	if l.down {
+	if l.down.Load() {
 		q.mu.Unlock()
 		return nil, nil, c.downErr(op)
 	}
@@ -95,7 +103,9 @@ func (c *Conn) downErr(op int) error {
 // qid into bufs[0:n]. more reports libmemif's MEMIF_ERR_NOBUF: the batch
 // filled up and more packets wait (not an error; the n buffers are valid).
 // Give the buffers back with RefillQueue (or use RefillRxBurst). Views:
-// see [Buffers].
+// see [Buffers]. A buffer the peer described outside its regions or buffer
+// size is dropped with the rest of its packet (counted in QueueStats) and
+// not in bufs[0:n]; refilling n still gives its ring slot back.
 func (c *Conn) RxBurst(qid uint16, bufs *Buffers, count int) (n int, more bool, err error) {
 	if err := bufs.checkCount(hotOps[opRx], count); err != nil {
 		return 0, false, err
@@ -104,7 +114,7 @@ func (c *Conn) RxBurst(qid uint16, bufs *Buffers, count int) (n int, more bool, 
 	if err != nil {
 		return 0, false, err
 	}
-	r := C.memifgo_rx_burst(handleArg(c), C.uint16_t(qid), batchArg(bufs), C.uint16_t(count))
+	r := C.memifgo_rx_burst(handleArg(c), l.guard, C.uint16_t(qid), batchArg(bufs), C.uint16_t(count))
 	q.mu.Unlock()
 	bufs.meta.session = l
 	n, code := unpack(r)
@@ -131,7 +141,7 @@ func (c *Conn) RefillRxBurst(qid uint16, refill int, headroom uint16, bufs *Buff
 	if bufs.meta.session != l {
 		refill = 0 // those buffers belonged to a session that ended; the new one starts full
 	}
-	r := C.memifgo_refill_rx_burst(handleArg(c), C.uint16_t(qid), C.uint16_t(refill), C.uint16_t(headroom),
+	r := C.memifgo_refill_rx_burst(handleArg(c), l.guard, C.uint16_t(qid), C.uint16_t(refill), C.uint16_t(headroom),
 		batchArg(bufs), C.uint16_t(count))
 	q.mu.Unlock()
 	bufs.meta.session = l
@@ -144,7 +154,10 @@ func (c *Conn) RefillRxBurst(qid uint16, refill int, headroom uint16, bufs *Buff
 
 // RefillQueue wraps memif_refill_queue: give count received buffers of rx
 // queue qid back to the ring, data starting headroom bytes into each buffer.
-// RefillAll refills the whole ring. Views of those buffers die here.
+// RefillAll refills the whole ring. Views of those buffers die here. count
+// is buffers the bursts returned: ring slots of dropped bad buffers among
+// and right after them go back too. On a master the binding moves the ring
+// tail itself (libmemif's master refill loses count at the 16-bit wrap).
 func (c *Conn) RefillQueue(qid uint16, count int, headroom uint16) error {
 	if count < 0 || count > 0xffff {
 		return argErr(hotOps[opRefill], "count", "%d is outside 0..65535", count)
@@ -157,7 +170,7 @@ func (c *Conn) RefillQueue(qid uint16, count int, headroom uint16) error {
 		q.mu.Unlock()
 		return argErr(hotOps[opRefill], "headroom", "%d leaves no room in %d-byte buffers", headroom, l.bufferSize)
 	}
-	code := C.memif_refill_queue(c.h, C.uint16_t(qid), C.uint16_t(count), C.uint16_t(headroom))
+	code := C.memifgo_refill_queue(handleArg(c), l.guard, C.uint16_t(qid), C.uint16_t(count), C.uint16_t(headroom))
 	q.mu.Unlock()
 	return hotErr(opRefill, int64(code))
 }
@@ -192,14 +205,15 @@ func (c *Conn) BufferAlloc(qid uint16, bufs *Buffers, count int, size uint16) (n
 			return 0, argErr(hotOps[opAlloc], "size", "a %d-byte packet may take %d buffers here, the batch has %d (a batch of the ring size, %d, always fits)",
 				size, worst, len(bufs.b), l.txRingSize[qid])
 		}
-		r = C.memifgo_buffer_alloc_bounded(handleArg(c), C.uint16_t(qid), batchArg(bufs), C.uint16_t(len(bufs.b)),
+		r = C.memifgo_buffer_alloc(handleArg(c), l.guard, C.uint16_t(qid), batchArg(bufs), C.uint16_t(len(bufs.b)),
 			C.uint16_t(count), C.uint16_t(size), C.uint16_t(worst))
 	} else {
 		if err := l.checkAllocFits(qid, len(bufs.b), count, size); err != nil {
 			q.mu.Unlock()
 			return 0, err
 		}
-		r = C.memifgo_buffer_alloc(handleArg(c), C.uint16_t(qid), batchArg(bufs), C.uint16_t(count), C.uint16_t(size))
+		r = C.memifgo_buffer_alloc(handleArg(c), l.guard, C.uint16_t(qid), batchArg(bufs), C.uint16_t(len(bufs.b)),
+			C.uint16_t(count), C.uint16_t(size), 0)
 	}
 	q.mu.Unlock()
 	n, code := unpack(r)
@@ -207,13 +221,19 @@ func (c *Conn) BufferAlloc(qid uint16, bufs *Buffers, count int, size uint16) (n
 	for i := range bufs.caps[:n] {
 		bufs.caps[i] = uint32(bufs.b[i].len) // SetLen may shrink, never grow past this
 	}
+	if code == codeBadDesc {
+		return n, errBadDescAlloc
+	}
 	return n, hotErr(opAlloc, code)
 }
 
 // TxBurst wraps memif_tx_burst: send bufs[0:count] (from BufferAlloc or
-// BufferEnqTx, in order) on tx queue qid. Their views die here. A length
-// beyond what BufferAlloc gave the buffer (or, after BufferEnqTx, beyond the
-// buffer size) is rejected before C.
+// BufferEnqTx, in order) on tx queue qid. Their views die here. bufs[0] must
+// be the oldest allocated and unsent buffer of the queue, and count at most
+// the unsent allocations: otherwise (a batch sent twice, an abandoned
+// allocation, a count above it: *ArgError or ErrStaleTxBuffer) nothing is
+// sent and every unsent allocation of the queue is given back (as empty
+// buffers, see ReleaseTx), so the queue never wedges.
 func (c *Conn) TxBurst(qid uint16, bufs *Buffers, count int) (n int, err error) {
 	if err := bufs.checkCount(hotOps[opTx], count); err != nil {
 		return 0, err
@@ -228,14 +248,23 @@ func (c *Conn) TxBurst(qid uint16, bufs *Buffers, count int) (n int, err error) 
 	}
 	for i := range bufs.b[:count] {
 		if uint32(bufs.b[i].len) > bufs.caps[i] {
+			C.memifgo_tx_rollback(handleArg(c), l.guard, C.uint16_t(qid))
 			q.mu.Unlock()
-			return 0, argErr(hotOps[opTx], "length", "buffer %d holds %d bytes, it was allocated with %d",
+			return 0, argErr(hotOps[opTx], "length", "buffer %d holds %d bytes, it was allocated with %d (unsent allocations were given back)",
 				i, bufs.b[i].len, bufs.caps[i])
 		}
 	}
-	r := C.memifgo_tx_burst(handleArg(c), C.uint16_t(qid), batchArg(bufs), C.uint16_t(count))
+	r := C.memifgo_tx_burst(handleArg(c), l.guard, C.uint16_t(qid), batchArg(bufs), C.uint16_t(count))
 	q.mu.Unlock()
 	n, code := unpack(r)
+	if debugViews && code < codeTxCount {
+		for i := range bufs.b[:n] {
+			bufs.b[i].data, bufs.b[i].len = nil, 0 // sent: its view is dead
+		}
+	}
+	if code >= codeTxCount {
+		return 0, txErr(hotOps[opTx], code, n, bufs)
+	}
 	return n, hotErr(opTx, code)
 }
 
@@ -246,6 +275,9 @@ func (c *Conn) TxBurst(qid uint16, bufs *Buffers, count int) (n int, err error) 
 func (c *Conn) BufferEnqTx(qid uint16, bufs *Buffers, count int) (n int, err error) {
 	if err := bufs.checkCount(hotOps[opEnqTx], count); err != nil {
 		return 0, err
+	}
+	if c == nil {
+		return 0, nilConnErr(hotOps[opEnqTx])
 	}
 	if c.args.IsMaster {
 		return 0, argErr(hotOps[opEnqTx], "connection", "only a slave can enqueue rx buffers for tx")
@@ -258,7 +290,7 @@ func (c *Conn) BufferEnqTx(qid uint16, bufs *Buffers, count int) (n int, err err
 		q.mu.Unlock()
 		return 0, hotErrs[opEnqTx][ErrDisconnected] // rx buffers of a session that ended
 	}
-	r := C.memifgo_buffer_enq_tx(handleArg(c), C.uint16_t(qid), batchArg(bufs), C.uint16_t(count))
+	r := C.memifgo_buffer_enq_tx(handleArg(c), l.guard, C.uint16_t(qid), batchArg(bufs), C.uint16_t(count))
 	q.mu.Unlock()
 	n, code := unpack(r)
 	for i := range bufs.caps[:n] {
@@ -279,6 +311,9 @@ func (c *Conn) BufferRequeue(a *Buffers, i int, b *Buffers, j int) error {
 	if err := b.checkCount(op, j+1); err != nil || j < 0 {
 		return argErr(op, "b", "index %d is outside the batch", j)
 	}
+	if c == nil {
+		return nilConnErr(op)
+	}
 	if c.args.IsMaster {
 		return argErr(op, "connection", "only a slave can requeue buffers")
 	}
@@ -291,7 +326,7 @@ func (c *Conn) BufferRequeue(a *Buffers, i int, b *Buffers, j int) error {
 	}
 	l.lockAll()
 	defer l.unlockAll()
-	if l.down {
+	if l.down.Load() {
 		return &Error{Op: op, Err: ErrDisconnected}
 	}
 	a.caps[i], b.caps[j] = l.bufferSize, l.bufferSize // slave: whole buffers
@@ -300,18 +335,40 @@ func (c *Conn) BufferRequeue(a *Buffers, i int, b *Buffers, j int) error {
 
 // SetNextFreeBuffer wraps memif_set_next_free_buffer: the next BufferAlloc
 // on tx queue qid starts at buffer i of bufs (to give back allocated but
-// unsent buffers).
+// unsent buffers). libmemif v26.06 refuses it (ErrInvalArg) once 65536
+// buffers were allocated on the queue in the session (it compares a 32-bit
+// counter with a 16-bit index); ReleaseTx always works.
 func (c *Conn) SetNextFreeBuffer(qid uint16, bufs *Buffers, i int) error {
 	const op = "memif_set_next_free_buffer"
 	if err := bufs.checkCount(op, i+1); err != nil || i < 0 {
 		return argErr(op, "index", "%d is outside the batch", i)
 	}
-	_, q, err := c.txQueue(opTx, qid)
+	l, q, err := c.txQueue(opTx, qid)
 	if err != nil {
 		return err
 	}
 	defer q.mu.Unlock()
-	return codeErr(op, C.memif_set_next_free_buffer(c.h, C.uint16_t(qid), &bufs.b[i]))
+	return codeErr(op, C.memifgo_set_next_free_buffer(handleArg(c), l.guard, C.uint16_t(qid), &bufs.b[i]))
+}
+
+// ReleaseTx gives back every tx buffer of queue qid that was allocated
+// (BufferAlloc, TxBurstAlloc, BufferEnqTx) and not sent: an application that
+// abandons an allocation calls it so the queue does not stall on it. They
+// reach the peer as empty buffers (no bytes: nothing stale), and every view
+// of them dies here. n counts the buffers given back. A rejected TxBurst
+// does the same by itself.
+func (c *Conn) ReleaseTx(qid uint16) (n int, err error) {
+	const op = "ReleaseTx"
+	l, q, err := c.txQueue(opTx, qid)
+	if err != nil {
+		return 0, err
+	}
+	r := uint32(C.memifgo_tx_rollback(handleArg(c), l.guard, C.uint16_t(qid)))
+	q.mu.Unlock()
+	if left := r >> 16; left != 0 {
+		return int(r & 0xffff), &Error{Op: op, Err: fmt.Errorf("%d buffers could not be given back: %w", left, ErrNoConn)}
+	}
+	return int(r & 0xffff), nil
 }
 
 // masterSegment is the shortest buffer a master assumes its slave offers:

@@ -64,6 +64,11 @@ func memifGoOnConnect(h C.uintptr_t) C.int {
 		for _, q := range d.TxQueues {
 			l.txRingSize = append(l.txRingSize, q.RingSize)
 		}
+		g, err := newGuard(d, c.args.IsMaster, l.bufferSize, uint32(l.masterSegment()))
+		if err != nil {
+			return fmt.Errorf("building the descriptor guard: %w", err)
+		}
+		l.guard = g
 		c.link.Store(l)
 		for qid := range l.rx {
 			if err := c.RefillQueue(uint16(qid), RefillAll, c.args.RxHeadroom); err != nil {
@@ -83,7 +88,15 @@ func memifGoOnDisconnect(h C.uintptr_t) C.int {
 	return c.sock.runCallback("OnDisconnect", func() error {
 		// libmemif also calls on_disconnect for failed handshakes and for
 		// Delete of an unconnected interface: pass on only real link downs.
-		if c.downLink() == nil || c.args.OnDisconnect == nil {
+		l := c.downLink()
+		if l == nil {
+			return nil
+		}
+		// libmemif unmaps the regions as soon as this returns: from then on
+		// Buffers.Data returns nil for this session (even if OnDisconnect
+		// panics).
+		defer l.unmapped.Store(true)
+		if c.args.OnDisconnect == nil {
 			return nil
 		}
 		return c.args.OnDisconnect(c)

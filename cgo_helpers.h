@@ -155,93 +155,113 @@ memifgo_queue_at (const memif_queue_details_t *q, int i,
 // uintptr_t: cgo checks every pointer argument on each call, ~25 ns.
 #define MEMIFGO_PACK(err, n) (((int64_t) (err) << 16) | (int64_t) (n))
 
+#include "descriptors.h"
+
 static int64_t
-memifgo_rx_burst (uintptr_t conn_, uint16_t qid,
+memifgo_rx_burst (uintptr_t conn_, uintptr_t g_, uint16_t qid,
 		  uintptr_t bufs_, uint16_t count)
 {
   memif_conn_handle_t conn = (memif_conn_handle_t) conn_;
   memif_buffer_t *bufs = (memif_buffer_t *) bufs_;
+  const memifgo_guard_t *g = (const memifgo_guard_t *) g_;
+  memifgo_q_t *q = memifgo_rxq (g_, qid);
   uint16_t rx = 0;
-  int err = memif_rx_burst (conn, qid, bufs, count, &rx);
+  int err = memif_rx_burst (conn, qid, bufs, memifgo_rx_pre (g, q, count), &rx);
+  rx = memifgo_rx_post (g, q, bufs, rx);
   return MEMIFGO_PACK (err, rx);
 }
 
 // Fused receive: give back the previous burst's buffers and take the next
 // burst in one crossing.
 static int64_t
-memifgo_refill_rx_burst (uintptr_t conn_, uint16_t qid,
+memifgo_refill_rx_burst (uintptr_t conn_, uintptr_t g_, uint16_t qid,
 			 uint16_t refill, uint16_t headroom,
 			 uintptr_t bufs_, uint16_t count)
 {
   memif_conn_handle_t conn = (memif_conn_handle_t) conn_;
   memif_buffer_t *bufs = (memif_buffer_t *) bufs_;
+  const memifgo_guard_t *g = (const memifgo_guard_t *) g_;
+  memifgo_q_t *q = memifgo_rxq (g_, qid);
   uint16_t rx = 0;
   int err;
-  if (refill)
+  if (refill || q->ndrop)
     {
-      err = memif_refill_queue (conn, qid, refill, headroom);
+      err = memifgo_refill (conn_, g, q, qid, refill, headroom);
       if (err != MEMIF_ERR_SUCCESS)
 	return MEMIFGO_PACK (err, 0);
     }
-  err = memif_rx_burst (conn, qid, bufs, count, &rx);
+  err = memif_rx_burst (conn, qid, bufs, memifgo_rx_pre (g, q, count), &rx);
+  rx = memifgo_rx_post (g, q, bufs, rx);
   return MEMIFGO_PACK (err, rx);
 }
 
-static int64_t
-memifgo_tx_burst (uintptr_t conn_, uint16_t qid,
-		  uintptr_t bufs_, uint16_t count)
+static int
+memifgo_refill_queue (uintptr_t conn, uintptr_t g, uint16_t qid,
+		      uint16_t count, uint16_t headroom)
 {
-  memif_conn_handle_t conn = (memif_conn_handle_t) conn_;
-  memif_buffer_t *bufs = (memif_buffer_t *) bufs_;
+  return memifgo_refill (conn, (const memifgo_guard_t *) g,
+			 memifgo_rxq (g, qid), qid, count, headroom);
+}
+
+static int64_t
+memifgo_tx_burst (uintptr_t conn, uintptr_t g, uint16_t qid,
+		  uintptr_t bufs, uint16_t count)
+{
   uint16_t tx = 0;
-  int err = memif_tx_burst (conn, qid, bufs, count, &tx);
+  int err = memifgo_send (conn, (const memifgo_guard_t *) g,
+			  memifgo_txq (g, qid), qid, (memif_buffer_t *) bufs,
+			  count, &tx);
   return MEMIFGO_PACK (err, tx);
 }
 
-static int64_t
-memifgo_buffer_alloc (uintptr_t conn_, uint16_t qid,
-		      uintptr_t bufs_, uint16_t count, uint16_t size)
+// Give back every unsent allocation of tx queue qid (a rejected send,
+// ReleaseTx): returns how many, and in the high bits how many remain.
+static uint32_t
+memifgo_tx_rollback (uintptr_t conn, uintptr_t g, uint16_t qid)
 {
-  memif_conn_handle_t conn = (memif_conn_handle_t) conn_;
-  memif_buffer_t *bufs = (memif_buffer_t *) bufs_;
+  memifgo_q_t *q = memifgo_txq (g, qid);
+  uint16_t before = q->cur - q->rel;
+  memifgo_tx_flush (conn, (const memifgo_guard_t *) g, q, qid);
+  uint16_t left = q->cur - q->rel;
+  return (uint32_t) left << 16 | (uint16_t) (before - left);
+}
+
+// worst != 0: allocate packet by packet while the batch (nbufs) can hold
+// the worst case of one more packet. A master's tx descriptors have the
+// lengths the slave gave them and memif_buffer_alloc writes one
+// memif_buffer_t per segment, bounded only by the ring.
+static int64_t
+memifgo_buffer_alloc (uintptr_t conn, uintptr_t g, uint16_t qid,
+		      uintptr_t bufs, uint16_t nbufs, uint16_t count,
+		      uint16_t size, uint16_t worst)
+{
   uint16_t n = 0;
-  int err = memif_buffer_alloc (conn, qid, bufs, count, &n, size);
+  int err = memifgo_alloc (conn, (const memifgo_guard_t *) g,
+			   memifgo_txq (g, qid), qid, (memif_buffer_t *) bufs,
+			   nbufs, count, size, worst, worst != 0, &n);
   return MEMIFGO_PACK (err, n);
 }
 
-// A master's tx descriptors have the lengths the slave gave them, unknown
-// here, and memif_buffer_alloc writes one memif_buffer_t per segment with no
-// bound. Allocate packet by packet and stop while the batch can still hold
-// the worst case (worst segments) of one more packet.
 static int64_t
-memifgo_buffer_alloc_bounded (uintptr_t conn_, uint16_t qid,
-			      uintptr_t bufs_, uint16_t nbufs,
-			      uint16_t count, uint16_t size, uint16_t worst)
-{
-  memif_conn_handle_t conn = (memif_conn_handle_t) conn_;
-  memif_buffer_t *bufs = (memif_buffer_t *) bufs_;
-  uint16_t used = 0, n;
-  int err = MEMIF_ERR_SUCCESS;
-  for (uint16_t k = 0; k < count && nbufs - used >= worst; k++)
-    {
-      n = 0;
-      err = memif_buffer_alloc (conn, qid, bufs + used, 1, &n, size);
-      used += n;
-      if (err != MEMIF_ERR_SUCCESS || n == 0)
-	break;
-    }
-  return MEMIFGO_PACK (err, used);
-}
-
-static int64_t
-memifgo_buffer_enq_tx (uintptr_t conn_, uint16_t qid,
+memifgo_buffer_enq_tx (uintptr_t conn_, uintptr_t g, uint16_t qid,
 		       uintptr_t bufs_, uint16_t count)
 {
   memif_conn_handle_t conn = (memif_conn_handle_t) conn_;
   memif_buffer_t *bufs = (memif_buffer_t *) bufs_;
   uint16_t n = 0;
   int err = memif_buffer_enq_tx (conn, qid, bufs, count, &n);
+  memifgo_txq (g, qid)->cur += n;
   return MEMIFGO_PACK (err, n);
+}
+
+static int
+memifgo_set_next_free_buffer (uintptr_t conn, uintptr_t g, uint16_t qid,
+			      memif_buffer_t *b)
+{
+  int err = memif_set_next_free_buffer ((void *) conn, qid, b);
+  if (err == MEMIF_ERR_SUCCESS)
+    memifgo_txq (g, qid)->cur = b->desc_index;
+  return err;
 }
 
 // ==== fastpath.go: fused bursts (bench-driven) ===========================
@@ -266,12 +286,15 @@ memifgo_buffer_enq_tx (uintptr_t conn_, uint16_t qid,
 // packets of size bytes into bufs from 0: the pipelined zero-copy tx loop.
 // worst != 0 (a master, batch smaller than the ring): the slave chose the
 // segment lengths, so allocate packet by packet while the batch can hold
-// worst more buffers, as memifgo_buffer_alloc_bounded does.
+// worst more buffers, as memifgo_buffer_alloc does. A rejected send gives
+// back every unsent allocation (b: the offending buffer).
 static uint64_t
-memifgo_tx_alloc (uintptr_t conn, uint16_t qid, uintptr_t bufs, uint32_t *caps,
-		  uint16_t cap, uint16_t ntx, uint16_t nalloc, uint16_t size,
-		  uint16_t worst)
+memifgo_tx_alloc (uintptr_t conn, uintptr_t g_, uint16_t qid, uintptr_t bufs,
+		  uint32_t *caps, uint16_t cap, uint16_t ntx, uint16_t nalloc,
+		  uint16_t size, uint16_t worst)
 {
+  const memifgo_guard_t *g = (const memifgo_guard_t *) g_;
+  memifgo_q_t *q = memifgo_txq (g_, qid);
   memif_buffer_t *b = (memif_buffer_t *) bufs;
   uint16_t tx = 0, n = 0, i;
   uint32_t bad = 0;
@@ -281,26 +304,20 @@ memifgo_tx_alloc (uintptr_t conn, uint16_t qid, uintptr_t bufs, uint32_t *caps,
   if (bad)
     for (i = 0; i < ntx; i++)
       if (b[i].len > caps[i])
-	return MEMIFGO_FP (MEMIFGO_EBADLEN, 0, 0, i);
+	{
+	  memifgo_tx_flush (conn, g, q, qid);
+	  return MEMIFGO_FP (MEMIFGO_EBADLEN, 0, 0, i);
+	}
   if (ntx)
     {
-      err = memif_tx_burst ((void *) conn, qid, b, ntx, &tx);
+      err = memifgo_send (conn, g, q, qid, b, ntx, &tx);
       if (err != MEMIF_ERR_SUCCESS)
 	return MEMIFGO_FP (err, MEMIFGO_FP_TX, 0, tx);
     }
   if (!nalloc)
     return MEMIFGO_FP (0, 0, 0, tx);
-  if (!worst)
-    err = memif_buffer_alloc ((void *) conn, qid, b, nalloc, &n, size);
-  else
-    for (i = 0, err = MEMIF_ERR_SUCCESS; i < nalloc && cap - n >= worst; i++)
-      {
-	uint16_t got = 0;
-	err = memif_buffer_alloc ((void *) conn, qid, b + n, 1, &got, size);
-	n += got;
-	if (err != MEMIF_ERR_SUCCESS || !got)
-	  break;
-      }
+  err = memifgo_alloc (conn, g, q, qid, b, cap, nalloc, size, worst,
+		       worst != 0, &n);
   for (i = 0; i < n; i++)
     caps[i] = b[i].len;
   return MEMIFGO_FP (err, 0, n, tx);
@@ -311,10 +328,12 @@ memifgo_tx_alloc (uintptr_t conn, uint16_t qid, uintptr_t bufs, uint32_t *caps,
 // memif_buffer_alloc. seg bounds the segments per packet so libmemif never
 // writes past the batch (0: the batch holds the whole ring, no bound).
 static uint64_t
-memifgo_copy_tx (uintptr_t conn, uint16_t qid, uintptr_t bufs, uint32_t cap,
-		 const uint8_t *data, uint32_t datalen, const int32_t *offs,
-		 uint32_t npkts, uint32_t seg)
+memifgo_copy_tx (uintptr_t conn, uintptr_t g_, uint16_t qid, uintptr_t bufs,
+		 uint32_t cap, const uint8_t *data, uint32_t datalen,
+		 const int32_t *offs, uint32_t npkts, uint32_t seg)
 {
+  const memifgo_guard_t *g = (const memifgo_guard_t *) g_;
+  memifgo_q_t *q = memifgo_txq (g_, qid);
   memif_buffer_t *b = (memif_buffer_t *) bufs;
   uint32_t p = 0, nb = 0, i;
   uint16_t tx = 0;
@@ -326,6 +345,8 @@ memifgo_copy_tx (uintptr_t conn, uint16_t qid, uintptr_t bufs, uint32_t cap,
       if (s < 0 || e <= s || e > (int64_t) datalen || e - s > 0xffff)
 	return MEMIFGO_FP (MEMIFGO_EBADPKT, 0, 0, i);
     }
+  if (q->cur != q->rel) // allocations nobody will send: give them back
+    memifgo_tx_flush (conn, g, q, qid);
   while (p < npkts)
     {
       uint32_t len = (uint32_t) (offs[p + 1] - offs[p]);
@@ -346,8 +367,8 @@ memifgo_copy_tx (uintptr_t conn, uint16_t qid, uintptr_t bufs, uint32_t cap,
 	    return MEMIFGO_FP (MEMIFGO_EBATCH, 0, 0, p);
 	  break; // batch full
 	}
-      aerr = memif_buffer_alloc ((void *) conn, qid, b + nb, (uint16_t) run,
-				 &got, (uint16_t) len);
+      aerr = memifgo_alloc (conn, g, q, qid, b + nb, cap - nb, (uint16_t) run,
+			    (uint16_t) len, 0, seg != 0, &got);
       const uint8_t *base = data + offs[p], *src = base;
       for (i = nb; i < nb + got; i++)
 	{
@@ -361,7 +382,7 @@ memifgo_copy_tx (uintptr_t conn, uint16_t qid, uintptr_t bufs, uint32_t cap,
     }
   if (nb)
     {
-      err = memif_tx_burst ((void *) conn, qid, b, (uint16_t) nb, &tx);
+      err = memifgo_send (conn, g, q, qid, b, (uint16_t) nb, &tx);
       if (err != MEMIF_ERR_SUCCESS)
 	{
 	  uint32_t sent = 0;
@@ -381,10 +402,12 @@ memifgo_copy_tx (uintptr_t conn, uint16_t qid, uintptr_t bufs, uint32_t cap,
 // full, or the peer has not published the rest) comes last, flagged
 // PARTIAL: the next call's first packet continues it.
 static uint64_t
-memifgo_copy_rx (uintptr_t conn, uint16_t qid, uintptr_t bufs, uint32_t cap,
-		 uint16_t headroom, uint8_t *dst, uint32_t dstlen, int32_t *offs,
-		 uint32_t maxpkts, uint32_t seg)
+memifgo_copy_rx (uintptr_t conn, uintptr_t g_, uint16_t qid, uintptr_t bufs,
+		 uint32_t cap, uint16_t headroom, uint8_t *dst, uint32_t dstlen,
+		 int32_t *offs, uint32_t maxpkts, uint32_t seg)
 {
+  const memifgo_guard_t *g = (const memifgo_guard_t *) g_;
+  memifgo_q_t *q = memifgo_rxq (g_, qid);
   memif_buffer_t *b = (memif_buffer_t *) bufs;
   uint32_t pos = 0, start = 0, pk = 0, used = 0, k, i;
   int open = 0, drop = 0, err = MEMIF_ERR_SUCCESS, rerr, flags = 0;
@@ -409,12 +432,21 @@ memifgo_copy_rx (uintptr_t conn, uint16_t qid, uintptr_t bufs, uint32_t cap,
 	  flags |= MEMIFGO_FP_MORE;
 	  break;
 	}
-      err = memif_rx_burst ((void *) conn, qid, b, (uint16_t) k, &rx);
+      err = memif_rx_burst ((void *) conn, qid, b,
+			    memifgo_rx_pre (g, q, (uint16_t) k), &rx);
+      q->cur += rx;
       for (i = 0; i < rx; i++)
 	{
 	  uint32_t len = b[i].len;
 	  int next = (b[i].flags & MEMIF_BUFFER_FLAG_NEXT) != 0;
-	  if (len > seg) // a peer that ignores its buffer size
+	  // A packet of one empty buffer is dropped as empty (a peer giving
+	  // back allocations); an empty buffer in a chain is bad.
+	  int alone = len == 0 && !open && !next;
+	  int bad = !alone && memifgo_bad_buf (g, &b[i]);
+	  q->bad += bad;
+	  q->empty += alone;
+	  q->dropped += alone;
+	  if (len > seg || bad) // a peer that ignores its buffer or regions
 	    {
 	      drop = 1;
 	      flags |= MEMIFGO_FP_BIG;
@@ -424,12 +456,18 @@ memifgo_copy_rx (uintptr_t conn, uint16_t qid, uintptr_t bufs, uint32_t cap,
 	      memcpy (dst + pos, b[i].data, len);
 	      pos += len;
 	    }
+	  else
+	    {
+	      q->dropped++;
+	      if (!g->master && q->canon != ~0u)
+		memifgo_repair (g, q, b[i].desc_index, 0);
+	    }
 	  open = next;
 	  if (!next)
 	    {
 	      if (drop)
 		pos = start; // forget the whole packet
-	      else
+	      else if (!alone)
 		offs[++pk] = (int32_t) pos;
 	      start = pos;
 	      drop = 0;
@@ -459,7 +497,7 @@ memifgo_copy_rx (uintptr_t conn, uint16_t qid, uintptr_t bufs, uint32_t cap,
     }
   if (used)
     {
-      rerr = memif_refill_queue ((void *) conn, qid, (uint16_t) used, headroom);
+      rerr = memifgo_refill_slots (conn, g, q, qid, (uint16_t) used, headroom);
       if (err == MEMIF_ERR_SUCCESS)
 	err = rerr;
     }

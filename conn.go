@@ -94,7 +94,12 @@ type link struct {
 	bufferSize uint32   // 0 if the peer's layout hides it (see negotiatedBufferSize)
 	txRingSize []uint32 // descriptors per tx ring
 	master     bool
-	down       bool // set with every queue lock held
+	// down is set with every queue lock held (bursts read it under their
+	// lock) before OnDisconnect runs; unmapped once OnDisconnect returned,
+	// when libmemif unmaps the regions (Buffers.Data reads it, no lock).
+	down     atomic.Bool
+	unmapped atomic.Bool
+	guard    C.uintptr_t // descriptors.h: what the hot path checks descriptors against
 }
 
 type queue struct {
@@ -204,6 +209,9 @@ func copyUString(dst []C.uint8_t, s string) {
 // first; later calls return ErrDeleted.
 func (c *Conn) Delete() error {
 	const op = "memif_delete"
+	if c == nil {
+		return nilConnErr(op)
+	}
 	s := c.sock
 	locked, err := s.begin()
 	if err != nil {
@@ -213,9 +221,14 @@ func (c *Conn) Delete() error {
 	if c.deleted.Load() {
 		return &Error{Op: op, Err: ErrDeleted}
 	}
+	if !locked { // on a callback's thread, inside libmemif
+		return &Error{Op: op, Err: ErrDeleteInCallback}
+	}
 	code := C.memif_delete(&c.h)
 	c.deleted.Store(true)
-	c.downLink() // in case libmemif skipped on_disconnect
+	if l := c.downLink(); l != nil { // libmemif skipped on_disconnect
+		l.unmapped.Store(true)
+	}
 	delete(s.conns, c)
 	c.handle.Delete()
 	return s.finish(op, code)
@@ -226,7 +239,9 @@ func (c *Conn) downLink() *link {
 	l := c.link.Swap(nil)
 	if l != nil {
 		l.lockAll()
-		l.down = true
+		l.down.Store(true)
+		C.memifgo_guard_free(l.guard) // no burst can reach it now
+		l.guard = 0
 		l.unlockAll()
 	}
 	return l
@@ -234,6 +249,9 @@ func (c *Conn) downLink() *link {
 
 // controlCall runs a control-path C call on this connection.
 func (c *Conn) controlCall(op string, call func() C.int) error {
+	if c == nil {
+		return nilConnErr(op)
+	}
 	if c.deleted.Load() {
 		return &Error{Op: op, Err: ErrDeleted}
 	}
@@ -247,6 +265,9 @@ func (c *Conn) controlCall(op string, call func() C.int) error {
 
 // Socket wraps memif_get_socket_handle: the socket this connection uses.
 func (c *Conn) Socket() *Socket {
+	if c == nil {
+		return nil
+	}
 	var h C.memif_socket_handle_t
 	if c.controlCall("memif_get_socket_handle", func() C.int {
 		h = C.memif_get_socket_handle(c.h)
@@ -258,11 +279,11 @@ func (c *Conn) Socket() *Socket {
 }
 
 // IsMaster reports the role this connection was created with.
-func (c *Conn) IsMaster() bool { return c.args.IsMaster }
+func (c *Conn) IsMaster() bool { return c != nil && c.args.IsMaster }
 
 // Connected reports whether the link is up (between OnConnect and
 // OnDisconnect).
-func (c *Conn) Connected() bool { return c.link.Load() != nil }
+func (c *Conn) Connected() bool { return c != nil && c.link.Load() != nil }
 
 // RequestConnection wraps memif_request_connection: a slave connects now
 // (ErrAlreadyConnected if connected or connecting, ErrConnRefused if nobody
@@ -307,7 +328,7 @@ func (c *Conn) SetRxMode(mode RxMode, qid uint16) error {
 	q := &l.rx[qid]
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if l.down {
+	if l.down.Load() {
 		return &Error{Op: op, Err: ErrDisconnected}
 	}
 	return codeErr(op, C.memif_set_rx_mode(c.h, C.memif_rx_mode_t(mode), C.uint16_t(qid)))
@@ -315,6 +336,9 @@ func (c *Conn) SetRxMode(mode RxMode, qid uint16) error {
 
 // session returns the live link or the error that says why there is none.
 func (c *Conn) session(op string) (*link, error) {
+	if c == nil {
+		return nil, nilConnErr(op)
+	}
 	if l := c.link.Load(); l != nil {
 		return l, nil
 	}

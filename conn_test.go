@@ -329,7 +329,15 @@ func TestCancelPollEvent(t *testing.T) {
 }
 
 func TestDeleteWhileTrafficRuns(t *testing.T) {
-	p := connectPair(t, ConnArgs{}, ConnArgs{})
+	// The README's rule: OnDisconnect waits until no goroutine reads views
+	// (libmemif unmaps the memory when it returns). The reader holds views
+	// only under views.RLock, taken before the burst.
+	var views sync.RWMutex
+	p := connectPair(t, ConnArgs{}, ConnArgs{OnDisconnect: func(*Conn) error {
+		views.Lock()
+		defer views.Unlock()
+		return nil
+	}})
 	var received atomic.Int64
 	errs := make(chan error, 2)
 	go func() {
@@ -355,14 +363,17 @@ func TestDeleteWhileTrafficRuns(t *testing.T) {
 		defer bufs.Free()
 		refill := 0
 		for {
+			views.RLock()
 			n, _, err := p.slave.RefillRxBurst(0, refill, 0, bufs, 32)
 			if err != nil {
+				views.RUnlock()
 				errs <- err
 				return
 			}
 			for i := 0; i < n; i++ {
 				_ = bufs.Data(i)[0] // touch shared memory while Delete races
 			}
+			views.RUnlock()
 			refill = n
 			received.Add(int64(n))
 		}

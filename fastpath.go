@@ -36,9 +36,11 @@ const (
 // it.
 var ErrPartialChain = errors.New("memif: chained packet continues in the next CopyRx")
 
-// ErrOversizedBuffer reports that the peer wrote a buffer longer than the
-// negotiated buffer size; CopyRx dropped that packet.
-var ErrOversizedBuffer = errors.New("memif: peer buffer longer than the buffer size, packet dropped")
+// ErrOversizedBuffer reports that the peer handed over a buffer that failed
+// the descriptor checks (longer than the negotiated buffer size, empty, or
+// outside its region); CopyRx dropped that packet and counted it
+// (QueueStats).
+var ErrOversizedBuffer = errors.New("memif: peer buffer beyond the buffer size or outside its region, packet dropped")
 
 var (
 	errPartialChain = &Error{Op: opNameCopyRx, Err: ErrPartialChain}
@@ -103,7 +105,7 @@ func (c *Conn) TxBurstAlloc(qid uint16, bufs *Buffers, n, count int, size uint16
 			return 0, 0, err
 		}
 	}
-	r := C.memifgo_tx_alloc(handleArg(c), C.uint16_t(qid), batchArg(bufs),
+	r := C.memifgo_tx_alloc(handleArg(c), l.guard, C.uint16_t(qid), batchArg(bufs),
 		(*C.uint32_t)(unsafe.Pointer(&bufs.caps[0])), C.uint16_t(len(bufs.b)), C.uint16_t(n),
 		C.uint16_t(count), C.uint16_t(size), C.uint16_t(worst))
 	q.mu.Unlock()
@@ -111,10 +113,14 @@ func (c *Conn) TxBurstAlloc(qid uint16, bufs *Buffers, n, count int, size uint16
 	allocated, sent, code, flags := unpackFP(r)
 	switch {
 	case code == fpBadLen:
-		return 0, 0, argErr(hotOps[opTx], "length", "buffer %d holds %d bytes, it was allocated with %d",
+		return 0, 0, argErr(hotOps[opTx], "length", "buffer %d holds %d bytes, it was allocated with %d (unsent allocations were given back)",
 			sent, bufs.b[sent].len, bufs.caps[sent])
+	case flags&fpTx != 0 && code >= codeTxCount:
+		return 0, 0, txErr(hotOps[opTx], code, sent, bufs)
 	case flags&fpTx != 0:
 		return sent, 0, hotErr(opTx, code)
+	case code == codeBadDesc:
+		return sent, allocated, errBadDescAlloc
 	}
 	return sent, allocated, hotErr(opAlloc, code)
 }
@@ -155,7 +161,7 @@ func (c *Conn) CopyTx(qid uint16, bufs *Buffers, data []byte, offs []int32) (n i
 			seg = minSegment
 		}
 	}
-	r := C.memifgo_copy_tx(handleArg(c), C.uint16_t(qid), batchArg(bufs), C.uint32_t(len(bufs.b)),
+	r := C.memifgo_copy_tx(handleArg(c), l.guard, C.uint16_t(qid), batchArg(bufs), C.uint32_t(len(bufs.b)),
 		(*C.uint8_t)(unsafe.Pointer(&data[0])), C.uint32_t(len(data)),
 		(*C.int32_t)(unsafe.Pointer(&offs[0])), C.uint32_t(npkts), C.uint32_t(seg))
 	q.mu.Unlock()
@@ -168,8 +174,12 @@ func (c *Conn) CopyTx(qid uint16, bufs *Buffers, data []byte, offs []int32) (n i
 		size := int(offs[bad+1] - offs[bad])
 		return 0, argErr(opNameCopyTx, "bufs", "packet %d of %d bytes may take %d buffers, the batch has %d (a batch of the ring size, %d, always fits)",
 			bad, size, (size+int(seg)-1)/int(seg), len(bufs.b), l.txRingSize[qid])
+	case flags&fpTx != 0 && code >= codeTxCount:
+		return 0, txErr(hotOps[opTx], code, 0, bufs)
 	case flags&fpTx != 0:
 		return n, hotErr(opTx, code)
+	case code == codeBadDesc:
+		return n, &Error{Op: opNameCopyTx, Err: ErrBadDescriptor}
 	}
 	return n, hotErr(opAlloc, code)
 }
@@ -209,7 +219,7 @@ func (c *Conn) CopyRx(qid uint16, bufs *Buffers, dst []byte, offs []int32) (n in
 		q.mu.Unlock()
 		return 0, false, argErr(opNameCopyRx, "dst", "%d bytes cannot hold one %d-byte buffer", len(dst), seg)
 	}
-	r := C.memifgo_copy_rx(handleArg(c), C.uint16_t(qid), batchArg(bufs), C.uint32_t(len(bufs.b)),
+	r := C.memifgo_copy_rx(handleArg(c), l.guard, C.uint16_t(qid), batchArg(bufs), C.uint32_t(len(bufs.b)),
 		C.uint16_t(c.args.RxHeadroom), (*C.uint8_t)(unsafe.Pointer(&dst[0])), C.uint32_t(min(len(dst), math.MaxInt32)),
 		(*C.int32_t)(unsafe.Pointer(&offs[0])), C.uint32_t(min(len(offs)-1, MaxBurst)), C.uint32_t(seg))
 	q.mu.Unlock()

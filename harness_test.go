@@ -123,9 +123,27 @@ func newEvents() *events {
 	return &events{connected: make(chan *Conn, 64), disconnected: make(chan *Conn, 64), interrupts: make(chan uint16, 1024)}
 }
 
+// wire records a's callbacks as events, after running those a already has.
 func (e *events) wire(a ConnArgs) ConnArgs {
-	a.OnConnect = func(c *Conn) error { e.connected <- c; return nil }
-	a.OnDisconnect = func(c *Conn) error { e.disconnected <- c; return nil }
+	onUp, onDown := a.OnConnect, a.OnDisconnect
+	a.OnConnect = func(c *Conn) error {
+		if onUp != nil {
+			if err := onUp(c); err != nil {
+				return err
+			}
+		}
+		e.connected <- c
+		return nil
+	}
+	a.OnDisconnect = func(c *Conn) error {
+		if onDown != nil {
+			if err := onDown(c); err != nil {
+				return err
+			}
+		}
+		e.disconnected <- c
+		return nil
+	}
 	return a
 }
 

@@ -295,11 +295,14 @@ func TestBurstArgumentErrors(t *testing.T) {
 	_, _, err = p.slave.RxBurst(0, nil, 1)
 	assertArgErr(t, err, "buffers")
 
-	// A length beyond the buffer size is caught before C.
+	// A length beyond the buffer, or negative, is refused by SetLen.
 	n, err := p.master.BufferAlloc(0, bufs, 1, 100)
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
-	bufs.SetLen(0, 4096)
-	_, err = p.master.TxBurst(0, bufs, 1)
-	assertArgErr(t, err, "length")
+	assertArgErr(t, bufs.SetLen(0, 4096), "length")
+	assertArgErr(t, bufs.SetLen(0, -1), "length")
+	assert.Equal(t, 100, bufs.Len(0), "a refused SetLen leaves the length")
+	sent, err := p.master.TxBurst(0, bufs, 1)
+	require.NoError(t, err)
+	require.Equal(t, 1, sent)
 }

@@ -204,7 +204,7 @@ func (r *RxReader) hold() (*queue, error) {
 	if l != nil {
 		q := &l.rx[r.qid]
 		q.mu.Lock()
-		if !l.down {
+		if !l.down.Load() {
 			return q, nil
 		}
 		q.mu.Unlock()

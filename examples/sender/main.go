@@ -335,13 +335,17 @@ type pacer struct {
 	depth    float64 // cap, so a stall does not turn into a long burst
 	minBatch int     // about 1ms of packets: keeps sleeps coarse
 	last     time.Time
+	// The clock, replaceable so a test need not depend on the host's timing.
+	now   func() time.Time
+	sleep func(time.Duration)
 }
 
 func newPacer(rate float64, burst int) *pacer {
 	mb := max(1, min(burst, int(rate/1000)))
 	// 20ms of credit absorbs late wake-ups on a busy host, so the average
 	// holds; a longer stall is not made up.
-	return &pacer{rate: rate, depth: max(float64(2*burst), rate/50), minBatch: mb, last: time.Now()}
+	return &pacer{rate: rate, depth: max(float64(2*burst), rate/50), minBatch: mb, last: time.Now(),
+		now: time.Now, sleep: time.Sleep}
 }
 
 // take waits until at least min(want, minBatch) tokens are there and takes
@@ -349,7 +353,7 @@ func newPacer(rate float64, burst int) *pacer {
 func (p *pacer) take(want int, stop *atomic.Bool) int {
 	need := float64(min(want, p.minBatch))
 	for {
-		now := time.Now()
+		now := p.now()
 		p.tokens = min(p.depth, p.tokens+now.Sub(p.last).Seconds()*p.rate)
 		p.last = now
 		if p.tokens >= need {
@@ -361,7 +365,7 @@ func (p *pacer) take(want int, stop *atomic.Bool) int {
 			return 0
 		}
 		// Sleep in slices so -duration and signals stay prompt at low rates.
-		time.Sleep(min(time.Duration((need-p.tokens)/p.rate*float64(time.Second)), 50*time.Millisecond))
+		p.sleep(min(time.Duration((need-p.tokens)/p.rate*float64(time.Second)), 50*time.Millisecond))
 	}
 }
 

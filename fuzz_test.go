@@ -22,7 +22,7 @@ func FuzzGuardMaster(f *testing.F) {
 		var b []byte
 		for i, m := range msgs {
 			flag := byte(0)
-			switch binaryType(m) {
+			switch m.Type() {
 			case msgAddRegion:
 				flag = 1
 			case msgAddRing:
@@ -40,7 +40,7 @@ func FuzzGuardMaster(f *testing.F) {
 	f.Add(seq(initMsg(0), regionMsg(0, 4096)))
 	f.Add(seq(initMsg(0), regionMsg(0, 1<<16), ringMsg(true, 0, 0, 0, 6), ringMsg(false, 0, 0, 4096, 6), connectMsg()))
 	f.Add(seq(initMsg(0), regionMsg(0, 1<<16), ringMsg(true, 200, 0, 0, 6), disconnectMsg()))
-	f.Add(seq(initMsg(7).str(33, 32, "", true)))
+	f.Add(seq(initMsg(7).Str(33, 32, "", true)))
 
 	l, err := NewLoop(&LoopArgs{Socket: SocketArgs{Path: testSocketPath(f), Guard: GuardConfig{HandshakeTimeout: time.Second}}})
 	if err != nil {
@@ -67,7 +67,7 @@ func FuzzGuardMaster(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p := dialRaw(t, path)
-		p.sendFlags = unix.MSG_DONTWAIT
+		p.SendFlags = unix.MSG_DONTWAIT
 		for len(data) > 0 {
 			flag := data[0]
 			data = data[1:]
@@ -82,12 +82,12 @@ func FuzzGuardMaster(f *testing.F) {
 			if flag&2 != 0 {
 				fds = append(fds, eventFD(t))
 			}
-			if p.send(data[:n], fds...) != nil {
+			if p.Send(data[:n], fds...) != nil {
 				break // the master closed the channel
 			}
 			data = data[n:]
 		}
-		p.close()
+		p.Close()
 		deadline := time.Now().Add(10 * time.Second)
 		for watched() != idle {
 			if time.Now().After(deadline) {
@@ -103,5 +103,3 @@ func FuzzGuardMaster(f *testing.F) {
 		}
 	})
 }
-
-func binaryType(m *wireMsg) uint16 { return uint16(m[0]) | uint16(m[1])<<8 }

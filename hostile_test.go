@@ -84,15 +84,15 @@ func (g *guarded) serves() {
 
 // handshake takes a raw slave through INIT (the master answers ACK).
 func handshake(t *testing.T, p *rawPeer) {
-	require.NoError(t, p.msg(initMsg(0)))
-	p.expect(msgAck, 5*time.Second)
+	require.NoError(t, p.Msg(initMsg(0)))
+	p.Expect(msgAck, 5*time.Second)
 }
 
 func TestHostileSlaveAgainstMaster(t *testing.T) {
 	g := newGuardedMaster(t, GuardConfig{})
 	region := func(t *testing.T, p *rawPeer) {
-		require.NoError(t, p.msg(regionMsg(0, 1<<20), memFD(t, 1<<20)))
-		p.expect(msgAck, 5*time.Second)
+		require.NoError(t, p.Msg(regionMsg(0, 1<<20), memFD(t, 1<<20)))
+		p.Expect(msgAck, 5*time.Second)
 	}
 	cases := []struct {
 		name string
@@ -101,80 +101,80 @@ func TestHostileSlaveAgainstMaster(t *testing.T) {
 	}{
 		// Before INIT, libmemif has no connection for the channel: anything
 		// but INIT dereferences NULL in v26.06.
-		{"DISCONNECT before INIT", false, func(t *testing.T, p *rawPeer) { p.msg(disconnectMsg()) }},
-		{"ADD_RING with an eventfd before INIT", false, func(t *testing.T, p *rawPeer) { p.msg(ringMsg(true, 0, 0, 0, 10), eventFD(t)) }},
-		{"ADD_REGION before INIT", false, func(t *testing.T, p *rawPeer) { p.msg(regionMsg(0, 4096), memFD(t, 4096)) }},
-		{"CONNECT before INIT", false, func(t *testing.T, p *rawPeer) { p.msg(connectMsg()) }},
-		{"HELLO to a master", false, func(t *testing.T, p *rawPeer) { p.msg(helloMsg()) }},
-		{"ACK to a master", false, func(t *testing.T, p *rawPeer) { p.msg(newMsg(msgAck)) }},
-		{"unknown message type", false, func(t *testing.T, p *rawPeer) { p.msg(newMsg(99)) }},
-		{"INIT with an unterminated name", false, func(t *testing.T, p *rawPeer) { p.msg(initMsg(0).str(33, 32, "", true)) }},
-		{"INIT carrying an fd", false, func(t *testing.T, p *rawPeer) { p.msg(initMsg(0), eventFD(t)) }},
-		{"short message", false, func(t *testing.T, p *rawPeer) { p.send(make([]byte, 10)) }},
-		{"oversized message", false, func(t *testing.T, p *rawPeer) { p.send(make([]byte, 200)) }},
+		{"DISCONNECT before INIT", false, func(t *testing.T, p *rawPeer) { p.Msg(disconnectMsg()) }},
+		{"ADD_RING with an eventfd before INIT", false, func(t *testing.T, p *rawPeer) { p.Msg(ringMsg(true, 0, 0, 0, 10), eventFD(t)) }},
+		{"ADD_REGION before INIT", false, func(t *testing.T, p *rawPeer) { p.Msg(regionMsg(0, 4096), memFD(t, 4096)) }},
+		{"CONNECT before INIT", false, func(t *testing.T, p *rawPeer) { p.Msg(connectMsg()) }},
+		{"HELLO to a master", false, func(t *testing.T, p *rawPeer) { p.Msg(helloMsg()) }},
+		{"ACK to a master", false, func(t *testing.T, p *rawPeer) { p.Msg(newMsg(msgAck)) }},
+		{"unknown message type", false, func(t *testing.T, p *rawPeer) { p.Msg(newMsg(99)) }},
+		{"INIT with an unterminated name", false, func(t *testing.T, p *rawPeer) { p.Msg(initMsg(0).Str(33, 32, "", true)) }},
+		{"INIT carrying an fd", false, func(t *testing.T, p *rawPeer) { p.Msg(initMsg(0), eventFD(t)) }},
+		{"short message", false, func(t *testing.T, p *rawPeer) { p.Send(make([]byte, 10)) }},
+		{"oversized message", false, func(t *testing.T, p *rawPeer) { p.Send(make([]byte, 200)) }},
 		// After INIT: the handshake's regions and rings.
-		{"second INIT", true, func(t *testing.T, p *rawPeer) { p.msg(initMsg(0)) }},
-		{"region index 200", true, func(t *testing.T, p *rawPeer) { p.msg(regionMsg(200, 4096), memFD(t, 4096)) }},
-		{"region larger than its memfd", true, func(t *testing.T, p *rawPeer) { p.msg(regionMsg(0, 1<<30), memFD(t, 4096)) }},
-		{"region of size 0", true, func(t *testing.T, p *rawPeer) { p.msg(regionMsg(0, 0), memFD(t, 4096)) }},
-		{"region of 16 GiB", true, func(t *testing.T, p *rawPeer) { p.msg(regionMsg(0, 16<<30), memFD(t, 16<<30)) }},
-		{"region without an fd", true, func(t *testing.T, p *rawPeer) { p.msg(regionMsg(0, 4096)) }},
-		{"region on an eventfd", true, func(t *testing.T, p *rawPeer) { p.msg(regionMsg(0, 4096), eventFD(t)) }},
-		{"region with two fds", true, func(t *testing.T, p *rawPeer) { p.msg(regionMsg(0, 4096), memFD(t, 4096), eventFD(t)) }},
+		{"second INIT", true, func(t *testing.T, p *rawPeer) { p.Msg(initMsg(0)) }},
+		{"region index 200", true, func(t *testing.T, p *rawPeer) { p.Msg(regionMsg(200, 4096), memFD(t, 4096)) }},
+		{"region larger than its memfd", true, func(t *testing.T, p *rawPeer) { p.Msg(regionMsg(0, 1<<30), memFD(t, 4096)) }},
+		{"region of size 0", true, func(t *testing.T, p *rawPeer) { p.Msg(regionMsg(0, 0), memFD(t, 4096)) }},
+		{"region of 16 GiB", true, func(t *testing.T, p *rawPeer) { p.Msg(regionMsg(0, 16<<30), memFD(t, 16<<30)) }},
+		{"region without an fd", true, func(t *testing.T, p *rawPeer) { p.Msg(regionMsg(0, 4096)) }},
+		{"region on an eventfd", true, func(t *testing.T, p *rawPeer) { p.Msg(regionMsg(0, 4096), eventFD(t)) }},
+		{"region with two fds", true, func(t *testing.T, p *rawPeer) { p.Msg(regionMsg(0, 4096), memFD(t, 4096), eventFD(t)) }},
 		{"ring index 200", true, func(t *testing.T, p *rawPeer) {
 			region(t, p)
-			p.msg(ringMsg(true, 200, 0, 0, 10), eventFD(t))
+			p.Msg(ringMsg(true, 200, 0, 0, 10), eventFD(t))
 		}},
 		{"ring past its region", true, func(t *testing.T, p *rawPeer) {
 			region(t, p)
-			p.msg(ringMsg(true, 0, 0, 1<<20-64, 10), eventFD(t))
+			p.Msg(ringMsg(true, 0, 0, 1<<20-64, 10), eventFD(t))
 		}},
 		{"ring offset 4 GiB away", true, func(t *testing.T, p *rawPeer) {
 			region(t, p)
-			p.msg(ringMsg(true, 0, 0, 0xffffff00, 10), eventFD(t))
+			p.Msg(ringMsg(true, 0, 0, 0xffffff00, 10), eventFD(t))
 		}},
 		{"log2 ring size 255", true, func(t *testing.T, p *rawPeer) {
 			region(t, p)
-			p.msg(ringMsg(true, 0, 0, 0, 255), eventFD(t))
+			p.Msg(ringMsg(true, 0, 0, 0, 255), eventFD(t))
 		}},
 		{"ring with a private header", true, func(t *testing.T, p *rawPeer) {
 			region(t, p)
-			p.msg(ringMsg(true, 0, 0, 0, 10).u16(13, 64), eventFD(t))
+			p.Msg(ringMsg(true, 0, 0, 0, 10).U16(13, 64), eventFD(t))
 		}},
 		{"ring in an undeclared region", true, func(t *testing.T, p *rawPeer) {
 			region(t, p)
-			p.msg(ringMsg(true, 0, 3, 0, 10), eventFD(t))
+			p.Msg(ringMsg(true, 0, 3, 0, 10), eventFD(t))
 		}},
 		{"ring without an fd", true, func(t *testing.T, p *rawPeer) {
 			region(t, p)
-			p.msg(ringMsg(true, 0, 0, 0, 10))
+			p.Msg(ringMsg(true, 0, 0, 0, 10))
 		}},
 		{"CONNECT without rings", true, func(t *testing.T, p *rawPeer) {
 			region(t, p)
-			p.msg(connectMsg())
+			p.Msg(connectMsg())
 		}},
 		{"CONNECT with an unterminated name", true, func(t *testing.T, p *rawPeer) {
 			region(t, p)
-			p.msg(ringMsg(true, 0, 0, 0, 10), eventFD(t))
-			p.expect(msgAck, 5*time.Second)
-			p.msg(ringMsg(false, 0, 0, 64<<10, 10), eventFD(t))
-			p.expect(msgAck, 5*time.Second)
-			p.msg(newMsg(msgConnect).str(2, 32, "", true))
+			p.Msg(ringMsg(true, 0, 0, 0, 10), eventFD(t))
+			p.Expect(msgAck, 5*time.Second)
+			p.Msg(ringMsg(false, 0, 0, 64<<10, 10), eventFD(t))
+			p.Expect(msgAck, 5*time.Second)
+			p.Msg(newMsg(msgConnect).Str(2, 32, "", true))
 		}},
 		{"DISCONNECT with an unterminated reason", true, func(t *testing.T, p *rawPeer) {
-			p.msg(newMsg(msgDisconnect).str(6, 96, "", true))
+			p.Msg(newMsg(msgDisconnect).Str(6, 96, "", true))
 		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			before := g.loop.Socket().GuardStats().Malformed
 			p := dialRaw(t, g.path)
-			p.expect(msgHello, 5*time.Second)
+			p.Expect(msgHello, 5*time.Second)
 			if tc.init {
 				handshake(t, p)
 			}
 			tc.run(t, p)
-			p.expectClosed(5 * time.Second)
+			p.ExpectClosed(5 * time.Second)
 			e := g.refusal(tc.name)
 			assert.Equal(t, "slave", e.Peer)
 			assert.ErrorIs(t, e, ErrProto)
@@ -193,11 +193,11 @@ func TestHandshakeCutShortAfterRegion(t *testing.T) {
 	g := newGuardedMaster(t, GuardConfig{})
 	for _, size := range []int64{64 << 20, 1 << 32} {
 		p := dialRaw(t, g.path)
-		p.expect(msgHello, 5*time.Second)
+		p.Expect(msgHello, 5*time.Second)
 		handshake(t, p)
-		require.NoError(t, p.msg(regionMsg(0, uint64(size)), memFD(t, size)))
-		p.expect(msgAck, 5*time.Second)
-		p.close()
+		require.NoError(t, p.Msg(regionMsg(0, uint64(size)), memFD(t, size)))
+		p.Expect(msgAck, 5*time.Second)
+		p.Close()
 	}
 	g.serves()
 	assert.Zero(t, g.loop.Socket().GuardStats().Malformed)
@@ -207,10 +207,10 @@ func TestHandshakeTimeout(t *testing.T) {
 	g := newGuardedMaster(t, GuardConfig{HandshakeTimeout: 300 * time.Millisecond})
 	silent := dialRaw(t, g.path)
 	afterInit := dialRaw(t, g.path)
-	afterInit.expect(msgHello, 5*time.Second)
+	afterInit.Expect(msgHello, 5*time.Second)
 	handshake(t, afterInit)
-	silent.expectClosed(10 * time.Second)
-	afterInit.expectClosed(10 * time.Second)
+	silent.ExpectClosed(10 * time.Second)
+	afterInit.ExpectClosed(10 * time.Second)
 	g.refusal("silent peer")
 	g.refusal("peer idle after INIT")
 	assert.Equal(t, uint64(2), g.loop.Socket().GuardStats().TimedOut)
@@ -226,11 +226,11 @@ func TestPendingCap(t *testing.T) {
 	// The listener accepts in order; the first two stay pending, the rest
 	// are closed at once.
 	for _, p := range peers[2:] {
-		p.expectClosed(10 * time.Second)
+		p.ExpectClosed(10 * time.Second)
 	}
 	assert.Equal(t, uint64(3), g.loop.Socket().GuardStats().OverCap)
 	for _, p := range peers[:2] {
-		p.close() // frees the pending places for the good slave
+		p.Close() // frees the pending places for the good slave
 	}
 	waitFor(t, 10*time.Second, "the pending places freed", func() bool {
 		pending := -1
@@ -243,7 +243,7 @@ func TestPendingCap(t *testing.T) {
 func TestAllowUIDs(t *testing.T) {
 	denied := newGuardedMaster(t, GuardConfig{AllowUIDs: []uint32{uint32(unix.Getuid()) + 1}})
 	p := dialRaw(t, denied.path)
-	p.expectClosed(10 * time.Second)
+	p.ExpectClosed(10 * time.Second)
 	assert.Equal(t, uint64(1), denied.loop.Socket().GuardStats().Denied)
 	assert.Contains(t, denied.refusal("uid").Reason, "not allowed")
 
@@ -260,26 +260,26 @@ func TestHostileMasterAgainstSlave(t *testing.T) {
 		name string
 		run  func(t *testing.T, p *rawPeer)
 	}{
-		{"HELLO with an unterminated name", func(t *testing.T, p *rawPeer) { p.msg(helloMsg().str(2, 32, "", true)) }},
-		{"HELLO carrying an fd", func(t *testing.T, p *rawPeer) { p.msg(helloMsg(), memFD(t, 4096)) }},
-		{"CONNECTED before HELLO", func(t *testing.T, p *rawPeer) { p.msg(newMsg(msgConnected)) }},
-		{"ACK before HELLO", func(t *testing.T, p *rawPeer) { p.msg(newMsg(msgAck)) }},
-		{"INIT to a slave", func(t *testing.T, p *rawPeer) { p.msg(initMsg(0)) }},
-		{"ADD_REGION to a slave", func(t *testing.T, p *rawPeer) { p.msg(regionMsg(0, 4096), memFD(t, 4096)) }},
+		{"HELLO with an unterminated name", func(t *testing.T, p *rawPeer) { p.Msg(helloMsg().Str(2, 32, "", true)) }},
+		{"HELLO carrying an fd", func(t *testing.T, p *rawPeer) { p.Msg(helloMsg(), memFD(t, 4096)) }},
+		{"CONNECTED before HELLO", func(t *testing.T, p *rawPeer) { p.Msg(newMsg(msgConnected)) }},
+		{"ACK before HELLO", func(t *testing.T, p *rawPeer) { p.Msg(newMsg(msgAck)) }},
+		{"INIT to a slave", func(t *testing.T, p *rawPeer) { p.Msg(initMsg(0)) }},
+		{"ADD_REGION to a slave", func(t *testing.T, p *rawPeer) { p.Msg(regionMsg(0, 4096), memFD(t, 4096)) }},
 		{"second HELLO", func(t *testing.T, p *rawPeer) {
-			p.msg(helloMsg())
-			p.expect(msgInit, 5*time.Second)
-			p.msg(helloMsg())
+			p.Msg(helloMsg())
+			p.Expect(msgInit, 5*time.Second)
+			p.Msg(helloMsg())
 		}},
 		{"ACK carrying an fd", func(t *testing.T, p *rawPeer) {
-			p.msg(helloMsg())
-			p.expect(msgInit, 5*time.Second)
-			p.msg(newMsg(msgAck), eventFD(t))
+			p.Msg(helloMsg())
+			p.Expect(msgInit, 5*time.Second)
+			p.Msg(newMsg(msgAck), eventFD(t))
 		}},
 		{"DISCONNECT with an unterminated reason", func(t *testing.T, p *rawPeer) {
-			p.msg(newMsg(msgDisconnect).str(6, 96, "", true))
+			p.Msg(newMsg(msgDisconnect).Str(6, 96, "", true))
 		}},
-		{"short message", func(t *testing.T, p *rawPeer) { p.send(make([]byte, 3)) }},
+		{"short message", func(t *testing.T, p *rawPeer) { p.Send(make([]byte, 3)) }},
 	}
 	path := testSocketPath(t)
 	refused := make(chan *ProtocolError, 64)
@@ -298,10 +298,10 @@ func TestHostileMasterAgainstSlave(t *testing.T) {
 			require.NoError(t, l.Do(slave.RequestConnection))
 			nfd, _, err := unix.Accept4(lfd, unix.SOCK_CLOEXEC)
 			require.NoError(t, err)
-			p := &rawPeer{t: t, fd: nfd}
-			t.Cleanup(p.close)
+			p := &rawPeer{T: t, FD: nfd}
+			t.Cleanup(p.Close)
 			tc.run(t, p)
-			p.expectClosed(5 * time.Second)
+			p.ExpectClosed(5 * time.Second)
 			select {
 			case e := <-refused:
 				assert.Equal(t, "master", e.Peer)
@@ -349,7 +349,7 @@ func TestPeerGoneBeforeAccept(t *testing.T) {
 	var pipes []int
 	for i := 0; i < 50; i++ {
 		p := dialRaw(t, g.path)
-		p.close()
+		p.Close()
 		// Wait until the loop has accepted and dropped it, then take the
 		// freed number for a file of our own.
 		waitFor(t, 5*time.Second, "the gone peer forgotten", func() bool {
@@ -377,14 +377,14 @@ func TestPeerGoneBeforeAccept(t *testing.T) {
 func TestPeerThatNeverReads(t *testing.T) {
 	g := newGuardedMaster(t, GuardConfig{})
 	p := dialRaw(t, g.path)
-	require.NoError(t, p.msg(initMsg(0)))
+	require.NoError(t, p.Msg(initMsg(0)))
 	mfd := memFD(t, 1<<16)
 	for i := 0; i < 200; i++ {
-		if p.msg(regionMsg(uint16(i), 1<<16), mfd) != nil {
+		if p.Msg(regionMsg(uint16(i), 1<<16), mfd) != nil {
 			break // the master gave up on us
 		}
 	}
-	p.expectClosed(10 * time.Second)
+	p.ExpectClosed(10 * time.Second)
 	g.serves()
 }
 
@@ -398,9 +398,9 @@ func TestResetBehindHostileMessage(t *testing.T) {
 	for i := 0; i < 200; i++ {
 		p := dialRaw(t, g.path)
 		// HELLO is queued to us once the master accepted: leave it unread.
-		require.True(t, p.readable(5*time.Second), "no HELLO within 5s")
-		require.NoError(t, p.msg(disconnectMsg()))
-		p.close()
+		require.True(t, p.Readable(5*time.Second), "no HELLO within 5s")
+		require.NoError(t, p.Msg(disconnectMsg()))
+		p.Close()
 	}
 	g.serves()
 }

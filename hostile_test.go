@@ -3,7 +3,6 @@
 package memif
 
 import (
-	"sync"
 	"testing"
 	"time"
 
@@ -64,20 +63,7 @@ func (g *guarded) serves() {
 	require.NoError(t, err)
 	master := waitConn(t, g.mev.connected, "master OnConnect with a good slave", 10*time.Second)
 	waitConn(t, sev.connected, "good slave OnConnect", 10*time.Second)
-	var wg sync.WaitGroup
-	errs := make(chan error, 2)
-	done := make(chan struct{})
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		errs <- sendStream(slave, 0, 1, 2000, func(uint64) int { return 128 }, 2048, 32, done)
-	}()
-	go func() { defer wg.Done(); errs <- recvStream(master, 0, 1, 2000, done) }()
-	waitAll(t, &wg, done, 30*time.Second)
-	close(errs)
-	for err := range errs {
-		require.NoError(t, err)
-	}
+	streamOne(t, slave, master, 1, 2000, 128)
 	stop()
 	waitConn(t, g.mev.disconnected, "master OnDisconnect after the good slave left", 10*time.Second)
 }
@@ -323,20 +309,7 @@ func TestHostileMasterAgainstSlave(t *testing.T) {
 	require.NoError(t, l.Do(slave.RequestConnection))
 	master := waitConn(t, g.mev.connected, "good master OnConnect", 10*time.Second)
 	waitConn(t, sev.connected, "slave OnConnect after the attacks", 10*time.Second)
-	var wg sync.WaitGroup
-	errs := make(chan error, 2)
-	done := make(chan struct{})
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		errs <- sendStream(master, 0, 2, 2000, func(uint64) int { return 256 }, 2048, 32, done)
-	}()
-	go func() { defer wg.Done(); errs <- recvStream(slave, 0, 2, 2000, done) }()
-	waitAll(t, &wg, done, 30*time.Second)
-	close(errs)
-	for err := range errs {
-		require.NoError(t, err)
-	}
+	streamOne(t, master, slave, 2, 2000, 256)
 }
 
 // TestPeerGoneBeforeAccept: libmemif v26.06 closes an accepted channel

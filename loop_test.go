@@ -62,21 +62,7 @@ func TestLoopLinkTrafficAndShutdown(t *testing.T) {
 	assert.True(t, d2.LinkUp)
 	assert.ErrorIs(t, l.Socket().PollEvent(0), ErrInvalArg, "the loop polls its socket")
 
-	const count = 20_000
-	var wg sync.WaitGroup
-	errs := make(chan error, 2)
-	done := make(chan struct{})
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		errs <- sendStream(slave, 0, 7, count, func(uint64) int { return 64 }, 2048, 32, done)
-	}()
-	go func() { defer wg.Done(); errs <- recvStream(master, 0, 7, count, done) }()
-	waitAll(t, &wg, done, 30*time.Second)
-	close(errs)
-	for err := range errs {
-		require.NoError(t, err)
-	}
+	streamOne(t, slave, master, 7, 20_000, 64)
 
 	stop() // Run deletes both connections and the socket
 	waitConn(t, mev.disconnected, "master OnDisconnect at shutdown", 5*time.Second)

@@ -163,7 +163,7 @@ func TestTrafficBothWays(t *testing.T) {
 }
 
 // waitAll waits for wg, or stops the workers and fails after timeout.
-func waitAll(t *testing.T, wg *sync.WaitGroup, stop chan struct{}, timeout time.Duration) {
+func waitAll(t testing.TB, wg *sync.WaitGroup, stop chan struct{}, timeout time.Duration) {
 	t.Helper()
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()

@@ -16,9 +16,10 @@ import (
 )
 
 // Loop runs a socket from Go's runtime: the socket's epoll (every fd
-// libmemif opens, see fds.go) waits on Go's netpoller, so an idle loop
-// holds no OS thread in a system call, and control calls from other
-// goroutines never wait behind a poll. Callbacks run on the goroutine that
+// libmemif opens, see fds.go) waits on Go's netpoller, so an idle loop is
+// parked, not blocked in a system call, and control calls from other
+// goroutines never wait behind a poll. Run keeps its goroutine on one OS
+// thread (see Do). Callbacks run on the goroutine that
 // calls Run. Every control message is checked by the guard (guard.go)
 // before libmemif reads it.
 //

@@ -110,6 +110,8 @@ func (l *Loop) closeFDs() {
 	if l.file != nil {
 		l.file.Close()
 	}
+	l.mu.Lock() // wakeup may run concurrently (ctx's AfterFunc outlives Run)
+	defer l.mu.Unlock()
 	if l.wake >= 0 {
 		unix.Close(l.wake)
 		l.wake = -1
@@ -128,7 +130,11 @@ func (l *Loop) Errors() uint64 { return l.errs.Load() }
 func (l *Loop) Done() <-chan struct{} { return l.done }
 
 func (l *Loop) wakeup() {
-	unix.Write(l.wake, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.wake >= 0 {
+		unix.Write(l.wake, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+	}
 }
 
 // Do runs fn on the loop goroutine and returns what it returned; for control

@@ -1,0 +1,200 @@
+//go:build linux && cgo
+
+package memif
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// runEndpoint starts ep.Run and closes ep at cleanup, checking Run's result.
+func runEndpoint(t testing.TB, ep *Endpoint) {
+	t.Helper()
+	ran := make(chan error, 1)
+	go func() { ran <- ep.Run(context.Background()) }()
+	t.Cleanup(func() {
+		require.NoError(t, ep.Close())
+		select {
+		case err := <-ran:
+			assert.NoError(t, err, "Endpoint.Run")
+		case <-time.After(10 * time.Second):
+			t.Error("Endpoint.Run did not return within 10s of Close")
+		}
+	})
+}
+
+func newTestEndpoint(t testing.TB, cfg EndpointConfig, h Handler) *Endpoint {
+	t.Helper()
+	ep, err := NewEndpoint(cfg, h)
+	require.NoError(t, err)
+	runEndpoint(t, ep)
+	return ep
+}
+
+func waitUp(t testing.TB, ep *Endpoint, timeout time.Duration) Link {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	l, err := ep.WaitUp(ctx)
+	require.NoError(t, err, "link up")
+	return l
+}
+
+// echo is the simplest responder: every packet back, unchanged.
+func echo(ctx context.Context, q *Queue) error {
+	for {
+		n, err := q.Receive(ctx)
+		if err != nil {
+			return err
+		}
+		rx := q.Rx()
+		for i := range n {
+			q.Append(rx.Data(i))
+		}
+		if _, err := q.Flush(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// pingStream sends count verified packets of size bytes on q and checks
+// that each comes back intact and in order.
+func pingStream(ctx context.Context, q *Queue, count, size, burst int) error {
+	next := 0
+	for sent := 0; sent < count; {
+		k := min(burst, count-sent)
+		for j := range k {
+			fillPacket(q.Stage(size), uint16(q.ID()), uint64(sent+j))
+		}
+		if n, err := q.Flush(ctx); err != nil || n != k {
+			return fmt.Errorf("flush sent %d of %d: %v", n, k, err)
+		}
+		sent += k
+		for next < sent {
+			n, err := q.Receive(ctx)
+			if err != nil {
+				return fmt.Errorf("after %d of %d echoes: %w", next, count, err)
+			}
+			for i := range n {
+				st, seq, err := checkPacket(q.Rx().Data(i))
+				if err != nil {
+					return err
+				}
+				if int(st) != q.ID() || seq != uint64(next) {
+					return fmt.Errorf("queue %d: got stream %d seq %d, want seq %d", q.ID(), st, seq, next)
+				}
+				next++
+			}
+		}
+	}
+	return nil
+}
+
+func TestEndpointEchoModes(t *testing.T) {
+	for _, mode := range []WaitMode{WaitInterrupt, WaitAdaptive, WaitPoll} {
+		t.Run(mode.String(), func(t *testing.T) {
+			path := testSocketPath(t)
+			master := newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: path}, Mode: mode,
+				Conn: ConnArgs{IsMaster: true}}, echo)
+			const queues, count = 2, 3000
+			results := make(chan error, queues)
+			slave := newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: path}, Mode: mode,
+				Conn: ConnArgs{NumS2MRings: queues, NumM2SRings: queues, Log2RingSize: 8}},
+				func(ctx context.Context, q *Queue) error {
+					results <- pingStream(ctx, q, count, 64+q.ID()*100, 32)
+					return nil
+				})
+			l := waitUp(t, slave, 5*time.Second)
+			assert.Equal(t, Link{Master: false, RxQueues: queues, TxQueues: queues, RxRingSize: 256, TxRingSize: 256, BufferSize: 2048}, l)
+			ml := waitUp(t, master, 5*time.Second)
+			assert.True(t, ml.Master)
+			assert.Equal(t, queues, ml.RxQueues)
+			for range queues {
+				select {
+				case err := <-results:
+					require.NoError(t, err)
+				case <-time.After(30 * time.Second):
+					t.Fatal("streams did not finish within 30s")
+				}
+			}
+			st := slave.Stats()
+			require.Len(t, st, queues)
+			for qid, s := range st {
+				assert.Equal(t, uint64(count), s.TxPackets, "queue %d", qid)
+				assert.Equal(t, uint64(count), s.RxPackets, "queue %d", qid)
+				assert.Equal(t, uint64(count*(64+qid*100)), s.RxBytes, "queue %d", qid)
+				assert.Zero(t, s.HandlerErrors)
+			}
+			mst := master.Stats()
+			require.Len(t, mst, queues)
+			for qid, s := range mst {
+				assert.Equal(t, uint64(count), s.RxPackets, "master queue %d", qid)
+				assert.Equal(t, uint64(count), s.TxPackets, "master queue %d", qid)
+			}
+			if mode == WaitPoll {
+				assert.Zero(t, st[0].Parks, "polling never parks")
+			}
+		})
+	}
+}
+
+func TestEndpointHandlerPanicRestarts(t *testing.T) {
+	path := testSocketPath(t)
+	errs := make(chan error, 16)
+	runs := 0
+	master := newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: path}, Conn: ConnArgs{IsMaster: true},
+		OnError: func(err error) { errs <- err }},
+		func(ctx context.Context, q *Queue) error {
+			runs++ // one handler goroutine at a time per queue
+			if runs == 1 {
+				panic("first run")
+			}
+			return echo(ctx, q)
+		})
+	done := make(chan error, 1)
+	newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: path}}, func(ctx context.Context, q *Queue) error {
+		done <- pingStream(ctx, q, 100, 100, 10)
+		return nil
+	})
+	select {
+	case err := <-errs:
+		var cb *CallbackError
+		require.ErrorAs(t, err, &cb)
+		assert.Equal(t, "first run", cb.Panic)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the panic was not reported within 5s")
+	}
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no echoes from the restarted handler within 10s")
+	}
+	assert.Equal(t, uint64(1), master.Stats()[0].HandlerErrors)
+}
+
+func TestEndpointConfig(t *testing.T) {
+	_, err := NewEndpoint(EndpointConfig{}, nil)
+	assert.ErrorIs(t, err, ErrInvalArg)
+	_, err = NewEndpoint(EndpointConfig{Conn: ConnArgs{OnConnect: func(*Conn) error { return nil }}}, echo)
+	assert.ErrorIs(t, err, ErrInvalArg)
+	_, err = NewEndpoint(EndpointConfig{Mode: 7}, echo)
+	assert.ErrorIs(t, err, ErrInvalArg)
+	// Close without Run releases the socket: the path can be used again.
+	path := testSocketPath(t)
+	for range 2 {
+		ep, err := NewEndpoint(EndpointConfig{Socket: SocketArgs{Path: path}, Conn: ConnArgs{IsMaster: true}}, echo)
+		require.NoError(t, err)
+		require.NoError(t, ep.Close())
+		require.NoError(t, ep.Close(), "twice")
+		assert.ErrorIs(t, ep.Run(context.Background()), ErrInvalArg, "after Close")
+	}
+	var cerr error = ErrInvalArg
+	assert.True(t, errors.Is(cerr, ErrInvalArg))
+}

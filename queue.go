@@ -1,0 +1,224 @@
+//go:build linux && cgo
+
+package memif
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"time"
+)
+
+// Queue is one queue pair (rx and tx queue of the same id) of a live link,
+// handed to a Handler. It is used by that handler's goroutine only and
+// dies with the link: views (Rx().Data) are valid until the next Receive
+// and never after the handler returns.
+type Queue struct {
+	id       int
+	c        *Conn
+	sess     *session
+	st       *queueCounters
+	mode     WaitMode
+	spin     int
+	recheck  time.Duration
+	headroom uint16
+
+	rx   *Buffers // received batch; nil if the peer gave no rx queue of this id
+	held int      // buffers of rx still lent to the handler (refilled by the next Receive)
+	w    *waiter  // nil in WaitPoll mode
+
+	tx   *Buffers // descriptor scratch for Flush, a whole ring
+	data []byte   // staged packets, back to back
+	offs []int32  // packet i is data[offs[i]:offs[i+1]]
+}
+
+var (
+	errNoRx = errors.New("memif: the peer gave this queue id no rx queue")
+	errNoTx = errors.New("memif: the peer gave this queue id no tx queue")
+)
+
+// ID is the queue id.
+func (q *Queue) ID() int { return q.id }
+
+// Link is what the peers negotiated for this link.
+func (q *Queue) Link() Link { return q.sess.link }
+
+// Receive gives back the previous batch and waits (per the Endpoint's
+// WaitMode) for the next: n buffers in Rx(), at least one. A packet longer
+// than the buffer size arrives as a chain (Rx().HasNext). It returns
+// ctx's error when ctx ends, and the link's ended context's error when the
+// link goes down.
+func (q *Queue) Receive(ctx context.Context) (n int, err error) {
+	if q.rx == nil {
+		return 0, errNoRx
+	}
+	foreign := ctx.Done() != q.sess.ctx.Done()
+	spins := 0
+	for {
+		n, _, err = q.c.RefillRxBurst(uint16(q.id), q.held, q.headroom, q.rx, q.rx.Cap())
+		if err != nil {
+			q.held = 0
+			if e := q.sess.ctx.Err(); e != nil {
+				return 0, e
+			}
+			return 0, err
+		}
+		q.held = n
+		if n > 0 {
+			q.countRx(n)
+			return n, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		if err := q.sess.ctx.Err(); err != nil {
+			return 0, err
+		}
+		if q.mode == WaitPoll || (q.mode == WaitAdaptive && spins < q.spin) {
+			spins++
+			runtime.Gosched()
+			continue
+		}
+		spins = 0
+		q.st.parks.Add(1)
+		if foreign {
+			q.w.parkCtx(ctx, q.recheck)
+		} else {
+			q.w.park(q.recheck)
+		}
+	}
+}
+
+// countRx adds one burst to the counters: plain loads per buffer, one
+// atomic add per counter per burst.
+func (q *Queue) countRx(n int) {
+	var pkts, bytes uint64
+	for i := range q.rx.b[:n] {
+		d := &q.rx.b[i]
+		bytes += uint64(d.len)
+		if !q.rx.HasNext(i) {
+			pkts++
+		}
+	}
+	q.st.rxPackets.Add(pkts)
+	q.st.rxBytes.Add(bytes)
+}
+
+// Rx is the batch the last Receive filled: Data(i), Len(i), HasNext(i) for
+// i < n. Its views live until the next Receive or the handler's return.
+func (q *Queue) Rx() *Buffers { return q.rx }
+
+// Stage returns n bytes (1..65535) for the next packet to send, in Go
+// memory the Queue reuses; Flush copies the staged packets into the tx
+// ring. The slice is valid until Flush. It returns nil for a size outside
+// 1..65535 (counted as a DropOversize).
+func (q *Queue) Stage(n int) []byte {
+	if n < 1 || n > 0xffff {
+		q.st.dropOversize.Add(1)
+		return nil
+	}
+	if len(q.offs) == 0 {
+		q.offs = append(q.offs, 0)
+	}
+	start := len(q.data)
+	q.data = append(q.data, make([]byte, n)...) // no allocation once the buffer has grown
+	q.offs = append(q.offs, int32(start+n))
+	return q.data[start : start+n : start+n]
+}
+
+// Append stages a copy of p (see Stage).
+func (q *Queue) Append(p []byte) {
+	if b := q.Stage(len(p)); b != nil {
+		copy(b, p)
+	}
+}
+
+// Staged is the number of packets waiting for Flush.
+func (q *Queue) Staged() int { return max(len(q.offs)-1, 0) }
+
+// Flush sends every staged packet (chained when longer than the buffer
+// size), one cgo crossing per ring's worth. While the tx ring is full it
+// waits for the peer (yielding), counting RingFull once per wait; packets
+// still staged when ctx ends or the link goes down are dropped (counted).
+// It returns the packets sent.
+func (q *Queue) Flush(ctx context.Context) (int, error) { return q.flush(ctx, true) }
+
+// FlushNow is Flush without waiting: packets the tx ring cannot take now
+// are dropped (DropRingFull).
+func (q *Queue) FlushNow() (int, error) { return q.flush(nil, false) }
+
+func (q *Queue) flush(ctx context.Context, wait bool) (sent int, err error) {
+	np := q.Staged()
+	if np == 0 {
+		return 0, nil
+	}
+	if q.tx == nil {
+		q.st.dropLinkDown.Add(uint64(np))
+		q.resetStage()
+		return 0, errNoTx
+	}
+	full := false
+	for sent < np {
+		end := min(np, sent+MaxBurst)
+		var n int
+		n, err = q.c.CopyTx(uint16(q.id), q.tx, q.data, q.offs[sent:end+1])
+		sent += n
+		if err != nil && !errors.Is(err, ErrNoBufRing) {
+			q.st.dropLinkDown.Add(uint64(np - sent))
+			break
+		}
+		err = nil
+		if n > 0 {
+			full = false
+			continue
+		}
+		if !full {
+			q.st.ringFull.Add(1)
+			full = true
+		}
+		if !wait {
+			q.st.dropRingFull.Add(uint64(np - sent))
+			break
+		}
+		if ctx.Err() != nil || q.sess.ctx.Err() != nil {
+			q.st.dropLinkDown.Add(uint64(np - sent))
+			if err = ctx.Err(); err == nil {
+				err = q.sess.ctx.Err()
+			}
+			break
+		}
+		runtime.Gosched()
+	}
+	q.st.txPackets.Add(uint64(sent))
+	q.st.txBytes.Add(uint64(q.offs[sent] - q.offs[0]))
+	q.resetStage()
+	return sent, err
+}
+
+func (q *Queue) resetStage() {
+	q.data = q.data[:0]
+	q.offs = q.offs[:0]
+}
+
+// release ends a handler's use of the queue: staged packets are dropped.
+func (q *Queue) release() {
+	if n := q.Staged(); n > 0 {
+		q.st.dropLinkDown.Add(uint64(n))
+		q.resetStage()
+	}
+}
+
+// free releases the queue's C memory and fd once no handler runs: a view
+// kept by mistake then fails to index instead of reading unmapped memory.
+func (q *Queue) free() {
+	if q.w != nil {
+		q.w.close()
+		q.w = nil
+	}
+	if q.rx != nil {
+		q.rx.Free()
+	}
+	if q.tx != nil {
+		q.tx.Free()
+	}
+}

@@ -89,12 +89,13 @@ type Endpoint struct {
 	sess     *session // current link session; loop goroutine only
 	sessions atomic.Uint64
 
-	mu     sync.Mutex
-	link   *Link
-	up     chan struct{} // closed while a link is up
-	stats  []*queueCounters
-	cancel context.CancelFunc
-	state  int // epNew, epRunning, epDone
+	mu      sync.Mutex
+	link    *Link
+	up      chan struct{} // closed while a link is up
+	stats   []*queueCounters
+	senders []*sender // Send's scratch per queue
+	cancel  context.CancelFunc
+	state   int // epNew, epRunning, epDone
 
 	errs atomic.Uint64
 	done chan struct{}

@@ -198,3 +198,74 @@ func TestEndpointConfig(t *testing.T) {
 	var cerr error = ErrInvalArg
 	assert.True(t, errors.Is(cerr, ErrInvalArg))
 }
+
+// TestEndpointZeroCopyAndSend: Alloc/Send write in place in shared memory;
+// Endpoint.Send copies from another goroutine; both reach the peer intact.
+func TestEndpointZeroCopyAndSend(t *testing.T) {
+	path := testSocketPath(t)
+	got := make(chan error, 1)
+	const count = 2000
+	newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: path}, Conn: ConnArgs{IsMaster: true}},
+		func(ctx context.Context, q *Queue) error {
+			next := uint64(0)
+			for next < 2*count {
+				n, err := q.Receive(ctx)
+				if err != nil {
+					got <- err
+					return nil
+				}
+				for i := range n {
+					st, seq, err := checkPacket(q.Rx().Data(i))
+					if err == nil && (seq != next%count || st != uint16(next/count)) {
+						err = fmt.Errorf("got stream %d seq %d at %d", st, seq, next)
+					}
+					if err != nil {
+						got <- err
+						return nil
+					}
+					next++
+				}
+			}
+			got <- nil
+			return nil
+		})
+	slave := newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: path}},
+		func(ctx context.Context, q *Queue) error {
+			for seq := 0; seq < count; {
+				n, err := q.Alloc(min(32, count-seq), 300)
+				if err != nil {
+					return err
+				}
+				for i := range n {
+					fillPacket(q.Tx().Data(i), 0, uint64(seq+i))
+				}
+				if _, err := q.Send(n); err != nil {
+					return err
+				}
+				seq += n
+			}
+			<-ctx.Done()
+			return nil
+		})
+	waitUp(t, slave, 5*time.Second)
+	// Stream 1 from this goroutine, after stream 0 is out (one queue, in order).
+	waitFor(t, 5*time.Second, "stream 0 sent", func() bool { return slave.Stats()[0].TxPackets == count })
+	data, offs := make([]byte, 0, 64*count), []int32{0}
+	for seq := range count {
+		data = append(data, make([]byte, 64)...)
+		fillPacket(data[len(data)-64:], 1, uint64(seq))
+		offs = append(offs, int32(len(data)))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n, err := slave.Send(ctx, 0, data, offs)
+	require.NoError(t, err)
+	require.Equal(t, count, n)
+	select {
+	case err := <-got:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("not everything arrived within 10s")
+	}
+	assert.Equal(t, uint64(2*count), slave.Stats()[0].TxPackets)
+}

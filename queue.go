@@ -28,6 +28,7 @@ type Queue struct {
 	w    *waiter  // nil in WaitPoll mode
 
 	tx   *Buffers // descriptor scratch for Flush, a whole ring
+	ztx  *Buffers // zero-copy tx batch (Alloc, Send), made on first use
 	data []byte   // staged packets, back to back
 	offs []int32  // packet i is data[offs[i]:offs[i+1]]
 }
@@ -221,4 +222,64 @@ func (q *Queue) free() {
 	if q.tx != nil {
 		q.tx.Free()
 	}
+	if q.ztx != nil {
+		q.ztx.Free()
+	}
+}
+
+// Alloc takes tx buffers for count packets of size bytes each (chained when
+// longer than the buffer size) into Tx(), from index 0: write the packets in
+// place (zero-copy), then Send. It returns the buffers taken, fewer when
+// the ring is full (then with a nil error: the peer has not freed them yet).
+// Views of Tx() are valid until Send.
+func (q *Queue) Alloc(count, size int) (int, error) {
+	if q.tx == nil {
+		return 0, errNoTx
+	}
+	if q.ztx == nil {
+		var err error
+		if q.ztx, err = NewBuffers(q.tx.Cap()); err != nil {
+			return 0, err
+		}
+	}
+	if size < 0 || size > 0xffff {
+		return 0, argErr("Queue.Alloc", "size", "%d is outside 0..65535", size)
+	}
+	n, err := q.c.BufferAlloc(uint16(q.id), q.ztx, count, uint16(size))
+	if errors.Is(err, ErrNoBufRing) {
+		if n == 0 {
+			q.st.ringFull.Add(1)
+		}
+		err = nil
+	}
+	return n, err
+}
+
+// Tx is the batch Alloc filled: write Data(i) for i < n, then Send(n).
+func (q *Queue) Tx() *Buffers { return q.ztx }
+
+// Send transmits Tx()[0:n] (whole packets from Alloc) and returns the
+// packets sent; the views die here.
+func (q *Queue) Send(n int) (int, error) {
+	if n == 0 {
+		return 0, nil
+	}
+	if q.ztx == nil {
+		return 0, errNoTx
+	}
+	var pkts, bytes uint64
+	for i := range q.ztx.b[:n] {
+		bytes += uint64(q.ztx.b[i].len)
+		if !q.ztx.HasNext(i) {
+			pkts++
+		}
+	}
+	sent, err := q.c.TxBurst(uint16(q.id), q.ztx, n)
+	if sent == n {
+		q.st.txPackets.Add(pkts)
+		q.st.txBytes.Add(bytes)
+		return int(pkts), err
+	}
+	q.st.dropLinkDown.Add(pkts)
+	return 0, err
 }

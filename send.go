@@ -1,0 +1,88 @@
+//go:build linux && cgo
+
+package memif
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"sync"
+)
+
+// sender is the descriptor scratch of Endpoint.Send for one queue: it lives
+// as long as the Endpoint (not a link), so a Send racing a link-down never
+// touches freed memory; the link's own queue lock keeps the rings mapped
+// for the length of each burst.
+type sender struct {
+	mu   sync.Mutex
+	bufs *Buffers
+}
+
+// Send copies packets into tx queue qid of the current link from any
+// goroutine (a bridge's other Endpoint, for example): packet i is
+// data[offs[i]:offs[i+1]], as in Conn.CopyTx, chained when longer than the
+// buffer size. While the ring is full it waits (yielding) until ctx ends;
+// packets not sent then are dropped and counted (Drops.RingFull; with the
+// link down, Drops.LinkDown and ErrDisconnected). It returns the packets
+// sent. Sends on one queue are serialized with each other and with the
+// queue's handler, one burst at a time.
+func (e *Endpoint) Send(ctx context.Context, qid int, data []byte, offs []int32) (sent int, err error) {
+	np := len(offs) - 1
+	if np <= 0 {
+		return 0, nil
+	}
+	st := e.counters(qid)
+	l, up := e.Link()
+	if !up || qid >= l.TxQueues {
+		st.dropLinkDown.Add(uint64(np))
+		return 0, &Error{Op: "Endpoint.Send", Err: ErrDisconnected}
+	}
+	s := e.sender(qid)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.bufs == nil || s.bufs.Cap() < l.TxRingSize {
+		if s.bufs != nil {
+			s.bufs.Free()
+		}
+		if s.bufs, err = NewBuffers(max(l.TxRingSize, 1)); err != nil {
+			return 0, err
+		}
+	}
+	full := false
+	for sent < np {
+		var n int
+		n, err = e.conn.CopyTx(uint16(qid), s.bufs, data, offs[sent:min(np, sent+MaxBurst)+1])
+		sent += n
+		if err != nil && !errors.Is(err, ErrNoBufRing) {
+			st.dropLinkDown.Add(uint64(np - sent))
+			break
+		}
+		err = nil
+		if n > 0 {
+			full = false
+			continue
+		}
+		if !full {
+			st.ringFull.Add(1)
+			full = true
+		}
+		if ctx.Err() != nil {
+			st.dropRingFull.Add(uint64(np - sent))
+			err = ctx.Err()
+			break
+		}
+		runtime.Gosched()
+	}
+	st.txPackets.Add(uint64(sent))
+	st.txBytes.Add(uint64(offs[sent] - offs[0]))
+	return sent, err
+}
+
+func (e *Endpoint) sender(qid int) *sender {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for len(e.senders) <= qid {
+		e.senders = append(e.senders, &sender{})
+	}
+	return e.senders[qid]
+}

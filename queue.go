@@ -90,6 +90,18 @@ func (q *Queue) Receive(ctx context.Context) (n int, err error) {
 	}
 }
 
+// Release gives the last batch back to the ring now instead of at the next
+// Receive (before a pause, or the handler's end, so the peer sees its
+// buffers consumed); its views die here.
+func (q *Queue) Release() error {
+	if q.rx == nil || q.held == 0 {
+		return nil
+	}
+	n := q.held
+	q.held = 0
+	return q.c.RefillQueue(uint16(q.id), n, q.headroom)
+}
+
 // countRx adds one burst to the counters: plain loads per buffer, one
 // atomic add per counter per burst.
 func (q *Queue) countRx(n int) {
@@ -201,8 +213,10 @@ func (q *Queue) resetStage() {
 	q.offs = q.offs[:0]
 }
 
-// release ends a handler's use of the queue: staged packets are dropped.
+// release ends a handler's use of the queue: the received batch goes back
+// to the ring, staged packets are dropped.
 func (q *Queue) release() {
+	q.Release() // fails harmlessly once the link is down
 	if n := q.Staged(); n > 0 {
 		q.st.dropLinkDown.Add(uint64(n))
 		q.resetStage()

@@ -258,7 +258,7 @@ func TestEndpointZeroCopyAndSend(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	n, err := slave.Send(ctx, 0, data, offs)
+	n, err := slave.Send(ctx, 0, data, offs, 10*time.Second)
 	require.NoError(t, err)
 	require.Equal(t, count, n)
 	select {

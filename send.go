@@ -7,6 +7,7 @@ import (
 	"errors"
 	"runtime"
 	"sync"
+	"time"
 )
 
 // sender is the descriptor scratch of Endpoint.Send for one queue: it lives
@@ -21,12 +22,13 @@ type sender struct {
 // Send copies packets into tx queue qid of the current link from any
 // goroutine (a bridge's other Endpoint, for example): packet i is
 // data[offs[i]:offs[i+1]], as in Conn.CopyTx, chained when longer than the
-// buffer size. While the ring is full it waits (yielding) until ctx ends;
-// packets not sent then are dropped and counted (Drops.RingFull; with the
-// link down, Drops.LinkDown and ErrDisconnected). It returns the packets
-// sent. Sends on one queue are serialized with each other and with the
-// queue's handler, one burst at a time.
-func (e *Endpoint) Send(ctx context.Context, qid int, data []byte, offs []int32) (sent int, err error) {
+// buffer size. While the ring is full it waits (yielding) up to wait, or
+// until ctx ends; packets not sent then are dropped and counted
+// (Drops.RingFull, and ErrNoBufRing; with the link down, Drops.LinkDown
+// and ErrDisconnected). It returns the packets sent. Sends on one queue
+// are serialized with each other and with the queue's handler, one burst
+// at a time.
+func (e *Endpoint) Send(ctx context.Context, qid int, data []byte, offs []int32, wait time.Duration) (sent int, err error) {
 	np := len(offs) - 1
 	if np <= 0 {
 		return 0, nil
@@ -49,6 +51,7 @@ func (e *Endpoint) Send(ctx context.Context, qid int, data []byte, offs []int32)
 		}
 	}
 	full := false
+	var deadline time.Time
 	for sent < np {
 		var n int
 		n, err = e.conn.CopyTx(uint16(qid), s.bufs, data, offs[sent:min(np, sent+MaxBurst)+1])
@@ -65,10 +68,13 @@ func (e *Endpoint) Send(ctx context.Context, qid int, data []byte, offs []int32)
 		if !full {
 			st.ringFull.Add(1)
 			full = true
+			deadline = time.Now().Add(wait)
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || !time.Now().Before(deadline) {
 			st.dropRingFull.Add(uint64(np - sent))
-			err = ctx.Err()
+			if err = ctx.Err(); err == nil {
+				err = &Error{Op: "Endpoint.Send", Err: ErrNoBufRing}
+			}
 			break
 		}
 		runtime.Gosched()

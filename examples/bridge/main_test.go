@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -14,7 +15,6 @@ import (
 	"time"
 
 	"github.com/memif-go/memif"
-	"github.com/memif-go/memif/internal/exutil"
 	"github.com/memif-go/memif/internal/pkt"
 	"github.com/memif-go/memif/internal/proctest"
 	"github.com/stretchr/testify/require"
@@ -188,8 +188,11 @@ func startBridge(t *testing.T, args ...string) *bridgeProc {
 // not see up yet would be dropped.
 func (p *bridgeProc) waitUp(t *testing.T, ms ...*peer) {
 	for _, m := range ms {
-		_, err := m.ev.WaitUp(20 * time.Second)
-		require.NoError(t, err, "bridge: %s", p)
+		select {
+		case <-m.up:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("no link within 20s; bridge: %s", p)
+		}
 	}
 	require.True(t, p.Stderr.WaitFor(regexp.MustCompile(`(?s)(a up.*b up)|(b up.*a up)`), 20*time.Second), "%s", p)
 }
@@ -230,14 +233,15 @@ func TestBridgeFlags(t *testing.T) {
 	}
 }
 
-// peer is one end of the test: an interface on its own socket.
+// peer is one end of the test: an interface on its own socket, run by a
+// Loop.
 type peer struct {
 	t      *testing.T
 	sock   *memif.Socket
 	master bool
 	queues int
 	conn   *memif.Conn
-	ev     *exutil.Events
+	up     chan struct{} // a value per link-up
 	// views guards shared memory: OnDisconnect waits for the goroutines
 	// using it, since the regions are unmapped right after.
 	views sync.RWMutex
@@ -249,32 +253,33 @@ func newPeer(t *testing.T, path string, master bool, queues int) *peer {
 	if !master {
 		sargs.ConnectionRequestTimer = 20 * time.Millisecond // until the bridge listens
 	}
-	sock, err := memif.CreateSocket(sargs)
+	loop, err := memif.NewLoop(&memif.LoopArgs{Socket: *sargs})
 	require.NoError(t, err)
-	m := &peer{t: t, sock: sock, master: master, queues: queues}
+	m := &peer{t: t, sock: loop.Socket(), master: master, queues: queues}
 	m.open()
-	drv := exutil.Drive(sock)
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- loop.Run(ctx) }()
 	t.Cleanup(func() {
-		m.conn.Delete()
-		drv.Stop()
-		sock.Delete()
+		cancel() // Run deletes the interface and the socket
+		require.NoError(t, <-ran)
 	})
 	return m
 }
 
 // open creates the interface (again, after Delete).
 func (m *peer) open() {
-	m.ev = exutil.NewEvents()
+	m.up = make(chan struct{}, 8)
 	m.down = false
 	args := memif.ConnArgs{Socket: m.sock, IsMaster: m.master, InterfaceName: "test",
 		NumS2MRings: uint8(m.queues), NumM2SRings: uint8(m.queues),
+		OnConnect: func(*memif.Conn) error { m.up <- struct{}{}; return nil },
 		OnDisconnect: func(*memif.Conn) error {
 			m.views.Lock()
 			m.down = true
 			m.views.Unlock()
 			return nil
 		}}
-	m.ev.Wire(&args)
 	var err error
 	m.conn, err = memif.Create(&args)
 	require.NoError(m.t, err)

@@ -27,15 +27,17 @@ type Queue struct {
 	held int      // buffers of rx still lent to the handler (refilled by the next Receive)
 	w    *waiter  // nil in WaitPoll mode
 
-	tx   *Buffers // descriptor scratch for Flush, a whole ring
-	ztx  *Buffers // zero-copy tx batch (Alloc, Send), made on first use
-	data []byte   // staged packets, back to back
-	offs []int32  // packet i is data[offs[i]:offs[i+1]]
+	tx   *Buffers   // descriptor scratch for Flush, a whole ring
+	ztx  *Buffers   // zero-copy tx batch (Alloc, Send), made on first use
+	rxAt []*Buffers // rxAt[i] is Rx() from i on (Echo), made on first use
+	data []byte     // staged packets, back to back
+	offs []int32    // packet i is data[offs[i]:offs[i+1]]
 }
 
 var (
-	errNoRx = errors.New("memif: the peer gave this queue id no rx queue")
-	errNoTx = errors.New("memif: the peer gave this queue id no tx queue")
+	errRingFull = &Error{Op: "Queue.Flush", Err: ErrNoBufRing}
+	errNoRx     = errors.New("memif: the peer gave this queue id no rx queue")
+	errNoTx     = errors.New("memif: the peer gave this queue id no tx queue")
 )
 
 // ID is the queue id.
@@ -154,13 +156,19 @@ func (q *Queue) Staged() int { return max(len(q.offs)-1, 0) }
 // waits for the peer (yielding), counting RingFull once per wait; packets
 // still staged when ctx ends or the link goes down are dropped (counted).
 // It returns the packets sent.
-func (q *Queue) Flush(ctx context.Context) (int, error) { return q.flush(ctx, true) }
+func (q *Queue) Flush(ctx context.Context) (int, error) { return q.flush(ctx, -1) }
+
+// FlushWait is Flush waiting at most d for ring space: what the ring cannot
+// take by then is dropped (Drops.RingFull) and the error is ErrNoBufRing.
+func (q *Queue) FlushWait(ctx context.Context, d time.Duration) (int, error) { return q.flush(ctx, d) }
 
 // FlushNow is Flush without waiting: packets the tx ring cannot take now
-// are dropped (DropRingFull).
-func (q *Queue) FlushNow() (int, error) { return q.flush(nil, false) }
+// are dropped (Drops.RingFull), with a nil error.
+func (q *Queue) FlushNow() (int, error) { return q.flush(nil, 0) }
 
-func (q *Queue) flush(ctx context.Context, wait bool) (sent int, err error) {
+// flush sends the staged packets, waiting for ring space up to wait
+// (negative: until ctx ends).
+func (q *Queue) flush(ctx context.Context, wait time.Duration) (sent int, err error) {
 	np := q.Staged()
 	if np == 0 {
 		return 0, nil
@@ -171,6 +179,7 @@ func (q *Queue) flush(ctx context.Context, wait bool) (sent int, err error) {
 		return 0, errNoTx
 	}
 	full := false
+	var deadline time.Time
 	for sent < np {
 		end := min(np, sent+MaxBurst)
 		var n int
@@ -188,9 +197,15 @@ func (q *Queue) flush(ctx context.Context, wait bool) (sent int, err error) {
 		if !full {
 			q.st.ringFull.Add(1)
 			full = true
+			deadline = time.Now().Add(wait)
 		}
-		if !wait {
+		if wait == 0 {
 			q.st.dropRingFull.Add(uint64(np - sent))
+			break
+		}
+		if wait > 0 && !time.Now().Before(deadline) {
+			q.st.dropRingFull.Add(uint64(np - sent))
+			err = errRingFull
 			break
 		}
 		if ctx.Err() != nil || q.sess.ctx.Err() != nil {
@@ -296,4 +311,52 @@ func (q *Queue) Send(n int) (int, error) {
 	}
 	q.st.dropLinkDown.Add(pkts)
 	return 0, err
+}
+
+// Echo sends received buffers Rx()[i:i+count] back out of this queue
+// without copying (memif_buffer_enq_tx, then memif_tx_burst): a slave's
+// zero-copy responder. Only a slave can (a master's rx buffers belong to
+// its slave); count whole packets (no chain cut). It returns the buffers
+// sent, fewer when the ring is full (then a nil error). The views stay
+// readable until the next Receive.
+func (q *Queue) Echo(i, count int) (int, error) {
+	if q.rx == nil || q.tx == nil {
+		return 0, errNoTx
+	}
+	if i < 0 || count < 0 || i+count > q.held {
+		return 0, argErr("Queue.Echo", "range", "[%d, %d) is outside the %d buffers received", i, i+count, q.held)
+	}
+	if count == 0 {
+		return 0, nil
+	}
+	if q.rxAt == nil {
+		q.rxAt = make([]*Buffers, q.rx.Cap())
+	}
+	b := q.rxAt[i]
+	if b == nil {
+		b = q.rx.Slice(i, q.rx.Cap())
+		q.rxAt[i] = b
+	}
+	n, err := q.c.BufferEnqTx(uint16(q.id), b, count)
+	if n == 0 {
+		if errors.Is(err, ErrNoBufRing) {
+			q.st.ringFull.Add(1)
+			err = nil
+		}
+		return 0, err
+	}
+	var pkts, bytes uint64
+	for j := range n {
+		bytes += uint64(b.Len(j))
+		if !b.HasNext(j) {
+			pkts++
+		}
+	}
+	if _, err := q.c.TxBurst(uint16(q.id), b, n); err != nil && !errors.Is(err, ErrIntWrite) {
+		q.st.dropLinkDown.Add(pkts)
+		return 0, err
+	}
+	q.st.txPackets.Add(pkts)
+	q.st.txBytes.Add(bytes)
+	return n, nil
 }

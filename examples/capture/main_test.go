@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -20,7 +21,6 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 	"github.com/memif-go/memif"
-	"github.com/memif-go/memif/internal/exutil"
 	"github.com/memif-go/memif/internal/pkt"
 	"github.com/memif-go/memif/internal/proctest"
 	"github.com/stretchr/testify/require"
@@ -169,8 +169,11 @@ func startCapture(t *testing.T, args ...string) *captureProc {
 // waitUp waits for both ends of the link: the master's side is up before
 // the slave's.
 func (p *captureProc) waitUp(t *testing.T, m *peer) {
-	_, err := m.ev.WaitUp(20 * time.Second)
-	require.NoError(t, err, "capture: %s", p)
+	select {
+	case <-m.up:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no link within 20s; capture: %s", p)
+	}
 	require.True(t, p.Stderr.WaitFor(regexp.MustCompile(`link up`), 20*time.Second), "%s", p)
 }
 
@@ -187,7 +190,7 @@ func (p *captureProc) wait(t *testing.T) {
 // peer is the test's end of the link.
 type peer struct {
 	conn *memif.Conn
-	ev   *exutil.Events
+	up   chan struct{} // a value per link-up
 	// views guards shared memory: OnDisconnect waits for the goroutines
 	// using it, since the regions are unmapped right after.
 	views sync.RWMutex
@@ -199,24 +202,25 @@ func newPeer(t *testing.T, path string, master bool) *peer {
 	if !master {
 		sargs.ConnectionRequestTimer = 20 * time.Millisecond // until capture listens
 	}
-	sock, err := memif.CreateSocket(sargs)
+	loop, err := memif.NewLoop(&memif.LoopArgs{Socket: *sargs})
 	require.NoError(t, err)
-	p := &peer{ev: exutil.NewEvents()}
-	args := memif.ConnArgs{Socket: sock, IsMaster: master, InterfaceName: "test",
+	p := &peer{up: make(chan struct{}, 8)}
+	args := memif.ConnArgs{Socket: loop.Socket(), IsMaster: master, InterfaceName: "test",
+		OnConnect: func(*memif.Conn) error { p.up <- struct{}{}; return nil },
 		OnDisconnect: func(*memif.Conn) error {
 			p.views.Lock()
 			p.down = true
 			p.views.Unlock()
 			return nil
 		}}
-	p.ev.Wire(&args)
 	p.conn, err = memif.Create(&args)
 	require.NoError(t, err)
-	drv := exutil.Drive(sock)
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- loop.Run(ctx) }()
 	t.Cleanup(func() {
-		p.conn.Delete()
-		drv.Stop()
-		sock.Delete()
+		cancel() // Run deletes the interface and the socket
+		require.NoError(t, <-ran)
 	})
 	return p
 }

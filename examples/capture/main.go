@@ -174,8 +174,10 @@ func (c *capturer) run() error {
 			fmt.Fprintf(os.Stderr, "%s: stopping\n", name)
 		}
 		c.stop.Store(true)
-		if c.cfg.echo {
-			c.drain(time.Second)
+		if c.cfg.echo { // let the peer take the last echoes off the rings
+			drain, stopDrain := context.WithTimeout(context.Background(), time.Second)
+			c.ep.Drain(drain)
+			stopDrain()
 		}
 		cancel()
 	}()
@@ -323,28 +325,4 @@ func (c *capturer) flush(ctx context.Context, q *memif.Queue) {
 	sent, _ := q.FlushWait(ctx, c.cfg.txWait)
 	c.echoed.Add(uint64(sent))
 	c.echoDrops.Add(uint64(staged - sent))
-}
-
-// drain waits until the peer took the echoed frames off the tx rings, so
-// they are not lost with the link when we leave.
-func (c *capturer) drain(timeout time.Duration) {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		d, err := c.ep.Details()
-		if err != nil || len(d.TxQueues) == 0 {
-			return
-		}
-		pending := 0
-		for _, q := range d.TxQueues {
-			out := int(q.Head - q.Tail) // uint16 arithmetic: rings wrap
-			if d.IsMaster {
-				out = int(q.RingSize) - out // the slave returns buffers by moving head a ring ahead
-			}
-			pending += out
-		}
-		if pending == 0 {
-			return
-		}
-		time.Sleep(time.Millisecond)
-	}
 }

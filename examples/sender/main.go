@@ -138,10 +138,8 @@ func run(cfg config, st *stats) (time.Duration, error) {
 			}
 		},
 		OnLinkDown: func(memif.Link) {
-			if d, err := ep.Details(); err == nil {
-				if n, ok := pending(d); ok {
-					pendingAtDown.Store(int64(n))
-				}
+			if n, err := ep.TxPending(); err == nil { // still mapped here
+				pendingAtDown.Store(int64(n))
 			}
 			fmt.Fprintf(os.Stderr, "%s: link down\n", name)
 		},
@@ -195,7 +193,9 @@ func run(cfg config, st *stats) (time.Duration, error) {
 		return elapsed, err
 	default:
 	}
-	if err := waitDrained(ep, cfg.drain); !errors.Is(err, errRingsGone) {
+	drain, cancelDrain := context.WithTimeout(ctx, cfg.drain)
+	defer cancelDrain()
+	if err := ep.Drain(drain); !errors.Is(err, memif.ErrDisconnected) {
 		return elapsed, err
 	}
 	// Details run on the loop goroutine, after OnLinkDown recorded this.
@@ -309,49 +309,3 @@ func (p *pacer) take(want int, stop *atomic.Bool) int {
 }
 
 func (p *pacer) refund(n int) { p.tokens += float64(n) }
-
-// pending counts the buffers of d's tx rings the receiver has not given
-// back yet; ok is false when the rings are gone. A slave produces at head
-// and gets buffers back at tail; a master produces at tail and the slave
-// returns buffers by moving head a whole ring ahead of it.
-func pending(d *memif.Details) (n int, ok bool) {
-	if len(d.TxQueues) == 0 {
-		return 0, false
-	}
-	for _, q := range d.TxQueues {
-		out := int(q.Head - q.Tail) // uint16 arithmetic: rings wrap
-		if d.IsMaster {
-			out = int(q.RingSize) - out
-		}
-		n += out
-	}
-	return n, true
-}
-
-var errRingsGone = errors.New("tx rings gone while waiting for them to drain")
-
-// waitDrained waits until the receiver consumed everything on the tx rings,
-// or the timeout.
-func waitDrained(ep *memif.Endpoint, timeout time.Duration) error {
-	deadline := time.After(timeout)
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for {
-		d, err := ep.Details()
-		if err != nil {
-			return err
-		}
-		n, ok := pending(d)
-		if !ok {
-			return errRingsGone
-		}
-		if n == 0 {
-			return nil
-		}
-		select {
-		case <-tick.C:
-		case <-deadline:
-			return fmt.Errorf("tx rings not drained after %v: %d buffers not consumed", timeout, n)
-		}
-	}
-}

@@ -15,10 +15,11 @@ import (
 // goes down (or the Endpoint closes); return then. Shared-memory views are
 // reachable only through q and only until the handler returns: the
 // Endpoint keeps the memory mapped until every handler of the link has
-// returned. A handler that returns an error or panics is counted
-// (QueueStats.HandlerErrors), reported to EndpointConfig.OnError and
-// started again on the same queue while the link lasts; one that returns
-// nil is done with its queue for this link.
+// returned. A handler that returns an error or panics while the link is
+// up is counted (QueueStats.HandlerErrors), reported to
+// EndpointConfig.OnError and started again on the same queue; one that
+// returns nil is done with its queue for this link. Once the link is down
+// what it returns is not a failure: return Receive's error as it is.
 type Handler func(ctx context.Context, q *Queue) error
 
 // EndpointConfig configures an Endpoint.

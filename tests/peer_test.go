@@ -4,7 +4,6 @@ package tests
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/memif-go/memif"
+	"github.com/memif-go/memif/internal/memiftest"
 	"github.com/memif-go/memif/internal/pkt"
 	"github.com/memif-go/memif/internal/proctest"
 	"github.com/stretchr/testify/require"
@@ -65,21 +65,14 @@ type endpoint struct {
 
 func newEndpoint(t *testing.T, sargs memif.SocketArgs, cargs memif.ConnArgs) *endpoint {
 	t.Helper()
-	loop, err := memif.NewLoop(&memif.LoopArgs{Socket: sargs})
-	require.NoError(t, err)
+	loop := memiftest.StartLoop(t, sargs)
 	e := &endpoint{up: make(chan struct{}, 64), down: make(chan struct{}, 64)}
 	cargs.Socket = loop.Socket()
 	cargs.OnConnect = func(*memif.Conn) error { e.up <- struct{}{}; return nil }
 	cargs.OnDisconnect = func(*memif.Conn) error { e.down <- struct{}{}; return nil }
-	e.conn, err = memif.Create(&cargs)
+	var err error
+	e.conn, err = memif.Create(&cargs) // the Loop's end deletes it
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error, 1)
-	go func() { ran <- loop.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel() // Run deletes the interface and the socket
-		require.NoError(t, <-ran)
-	})
 	return e
 }
 

@@ -207,10 +207,7 @@ func (s *side) forward(ctx context.Context, q *memif.Queue, txWait time.Duration
 	for {
 		n, err := q.Receive(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
+			return err // the link went down (not counted as a failure) or worse
 		}
 		rx := q.Rx()
 		for i := 0; i < n; {

@@ -197,10 +197,7 @@ func (c *capturer) serve(ctx context.Context, q *memif.Queue) error {
 	for {
 		n, err := q.Receive(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
+			return err // the link went down (not counted as a failure) or worse
 		}
 		if c.stop.Load() {
 			continue

@@ -211,10 +211,7 @@ func serve(ctx context.Context, q *memif.Queue, cfg config, st *stats) error {
 				st.rx.Add(1)
 				st.count(dropLinkDown, 1)
 			}
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
+			return err // the link went down (not counted as a failure) or worse
 		}
 		w.handle(n)
 		w.flush()

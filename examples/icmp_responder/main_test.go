@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/memif-go/memif"
+	"github.com/memif-go/memif/internal/memiftest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -189,8 +189,7 @@ func newPinger(t *testing.T, path string, master bool, queues int) *pinger {
 	if !master {
 		sa.ConnectionRequestTimer = 50 * time.Millisecond
 	}
-	loop, err := memif.NewLoop(&memif.LoopArgs{Socket: sa, OnError: func(err error) { t.Logf("pinger loop: %v", err) }})
-	require.NoError(t, err)
+	loop := memiftest.StartLoop(t, sa)
 	p := &pinger{t: t, loop: loop, up: make(chan *memif.Conn, 8), down: make(chan *memif.Conn, 8), queues: queues,
 		chain: make([][]byte, queues), segs: make([]int, queues)}
 	p.args = memif.ConnArgs{Socket: loop.Socket(), IsMaster: master, NumS2MRings: uint8(queues),
@@ -198,16 +197,12 @@ func newPinger(t *testing.T, path string, master bool, queues int) *pinger {
 		OnConnect:    func(c *memif.Conn) error { p.up <- c; return nil },
 		OnDisconnect: func(c *memif.Conn) error { p.down <- c; return nil }}
 	// Batches of the whole (default 1024) ring: any allocation fits.
+	var err error
 	p.tx, err = memif.NewBuffers(1024)
 	require.NoError(t, err)
 	p.rx, err = memif.NewBuffers(1024)
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error, 1)
-	go func() { ran <- loop.Run(ctx) }()
 	t.Cleanup(func() {
-		cancel() // Run deletes the interface and the socket
-		assert.NoError(t, <-ran)
 		p.tx.Free()
 		p.rx.Free()
 	})

@@ -202,10 +202,7 @@ func (r *receiver) receive(ctx context.Context, q *memif.Queue) error {
 	for {
 		n, err := q.Receive(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
+			return err // the link went down (not counted as a failure) or worse
 		}
 		now := time.Now().UnixNano()
 		r.first.CompareAndSwap(0, now)

@@ -29,88 +29,96 @@ func sendForever(ctx context.Context, q *Queue) error {
 	}
 }
 
-// TestEndpointPeerGoneWhileHoldingViews kills the peer 100 times while the
-// handler holds views of received packets, and reads those views after
-// the link went down: the Endpoint keeps the memory mapped until the
-// handler returned, so every read succeeds and every packet checks out.
+// TestEndpointPeerGoneWhileHoldingViews takes the peer away 100 times
+// (Close: its interface is deleted) while our handler holds views of
+// received packets, and reads those views after the link went down: the
+// Endpoint keeps the memory mapped until the handler returned, so every
+// read succeeds and every packet checks out. Both roles: a master maps its
+// slave's memory, a slave unmaps its own.
 func TestEndpointPeerGoneWhileHoldingViews(t *testing.T) {
 	runs := 100
 	if testing.Short() {
 		runs = 10
 	}
-	path := testSocketPath(t)
-	type result struct {
-		verified int
-		err      error
-	}
-	results := make(chan result, 1)
-	holding := make(chan struct{}, 1)
-	master := newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: path}, Conn: ConnArgs{IsMaster: true}},
-		func(ctx context.Context, q *Queue) error {
-			verified, next := 0, uint64(0)
-			check := func(n int) error {
-				for i := range n {
-					_, seq, err := checkPacket(q.Rx().Data(i))
-					if err != nil {
-						return err
-					}
-					if seq != next+uint64(i) {
-						return fmt.Errorf("seq %d, want %d", seq, next+uint64(i))
-					}
-				}
-				return nil
-			}
-			for {
-				n, err := q.Receive(ctx)
-				if err != nil {
-					results <- result{verified, fmt.Errorf("receive: %w", err)}
-					return nil
-				}
-				if err := check(n); err != nil {
-					results <- result{verified, err}
-					return nil
-				}
-				if verified += n; verified < 64 {
-					next += uint64(n)
-					continue
-				}
-				// Hold this batch's views across the link going down, then
-				// read every one of them again.
-				holding <- struct{}{}
-				<-ctx.Done()
-				if err := check(n); err != nil {
-					results <- result{verified, fmt.Errorf("after link down: %w", err)}
-					return nil
-				}
-				results <- result{verified, nil}
-				return nil
-			}
+	for _, holderIsMaster := range []bool{true, false} {
+		t.Run(map[bool]string{true: "holder is master", false: "holder is slave"}[holderIsMaster], func(t *testing.T) {
+			peerGoneWhileHolding(t, holderIsMaster, runs)
 		})
+	}
+}
+
+// holdingHandler verifies every packet, then holds a batch's views across
+// the link going down and verifies them again.
+func holdingHandler(holding chan<- struct{}, results chan<- error) Handler {
+	return func(ctx context.Context, q *Queue) error {
+		verified, next := 0, uint64(0)
+		check := func(n int) error {
+			for i := range n {
+				_, seq, err := checkPacket(q.Rx().Data(i))
+				if err != nil {
+					return err
+				}
+				if seq != next+uint64(i) {
+					return fmt.Errorf("seq %d, want %d", seq, next+uint64(i))
+				}
+			}
+			return nil
+		}
+		for {
+			n, err := q.Receive(ctx)
+			if err != nil {
+				results <- fmt.Errorf("receive after %d packets: %w", verified, err)
+				return nil
+			}
+			if err := check(n); err != nil {
+				results <- err
+				return nil
+			}
+			if verified += n; verified < 64 {
+				next += uint64(n)
+				continue
+			}
+			holding <- struct{}{}
+			<-ctx.Done()
+			if err := check(n); err != nil {
+				err = fmt.Errorf("after link down: %w", err)
+			}
+			results <- err
+			return nil
+		}
+	}
+}
+
+func peerGoneWhileHolding(t *testing.T, holderIsMaster bool, runs int) {
+	path := testSocketPath(t)
+	results := make(chan error, 1)
+	holding := make(chan struct{}, 1)
+	holder := newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: path}, Conn: ConnArgs{IsMaster: holderIsMaster},
+		Reconnect: 5 * time.Millisecond}, holdingHandler(holding, results))
 	for run := range runs {
-		slave, err := NewEndpoint(EndpointConfig{Socket: SocketArgs{Path: path}}, sendForever)
+		peer, err := NewEndpoint(EndpointConfig{Socket: SocketArgs{Path: path}, Conn: ConnArgs{IsMaster: !holderIsMaster}}, sendForever)
 		require.NoError(t, err)
 		ran := make(chan error, 1)
-		go func() { ran <- slave.Run(context.Background()) }()
+		go func() { ran <- peer.Run(context.Background()) }()
 		select {
 		case <-holding:
-		case r := <-results:
-			t.Fatalf("run %d: handler ended early after %d packets: %v", run, r.verified, r.err)
+		case err := <-results:
+			t.Fatalf("run %d: handler ended early: %v", run, err)
 		case <-time.After(10 * time.Second):
 			t.Fatalf("run %d: no packets held within 10s", run)
 		}
-		require.NoError(t, slave.Close(), "run %d: the peer goes away", run)
+		require.NoError(t, peer.Close(), "run %d: the peer goes away", run)
 		require.NoError(t, <-ran)
 		select {
-		case r := <-results:
-			require.NoError(t, r.err, "run %d", run)
-			require.GreaterOrEqual(t, r.verified, 64)
+		case err := <-results:
+			require.NoError(t, err, "run %d", run)
 		case <-time.After(10 * time.Second):
 			t.Fatalf("run %d: the handler did not see the link go down within 10s", run)
 		}
+		waitFor(t, 5*time.Second, "link down", func() bool { _, up := holder.Link(); return !up })
 	}
-	waitFor(t, 5*time.Second, "last link down", func() bool { _, up := master.Link(); return !up })
-	assert.Equal(t, uint64(runs), master.Sessions())
-	assert.Zero(t, master.Stats()[0].HandlerErrors)
+	assert.Equal(t, uint64(runs), holder.Sessions())
+	assert.Zero(t, holder.Stats()[0].HandlerErrors)
 }
 
 // osThreads is this process's OS thread count.

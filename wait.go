@@ -26,7 +26,8 @@ const (
 	WaitAdaptive
 	// WaitPoll never parks: the rx queue is set to polling mode (the peer
 	// stops signalling) and Receive polls the ring, yielding between empty
-	// bursts. Lowest latency; each busy queue keeps a core busy.
+	// bursts. Lowest latency and highest rate; each queue's handler has an
+	// OS thread of its own and keeps a core busy.
 	WaitPoll
 )
 

@@ -115,6 +115,13 @@ func TestEndpointEchoModes(t *testing.T) {
 			ml := waitUp(t, master, 5*time.Second)
 			assert.True(t, ml.Master)
 			assert.Equal(t, queues, ml.RxQueues)
+			// Our rx rings say whether the peer must signal: only polling
+			// tells it not to.
+			d, err := master.Details()
+			require.NoError(t, err)
+			for _, rq := range d.RxQueues {
+				assert.Equal(t, mode == WaitPoll, rq.Flags&QueueFlagPolling != 0, "queue %d flags %#x", rq.QID, rq.Flags)
+			}
 			for range queues {
 				select {
 				case err := <-results:

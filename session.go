@@ -79,7 +79,13 @@ func (e *Endpoint) newQueue(c *Conn, s *session, qid int) (*Queue, error) {
 				return nil, err
 			}
 		} else {
-			efd, err := c.QueueEventFD(uint16(qid))
+			// Ask for interrupts explicitly: the slave laid out the rings
+			// and one that polls (gomemif) may have masked ours.
+			err := c.SetRxMode(RxModeInterrupt, uint16(qid))
+			var efd int
+			if err == nil {
+				efd, err = c.QueueEventFD(uint16(qid))
+			}
 			if err == nil {
 				q.w, err = newWaiter(efd)
 			}

@@ -206,3 +206,52 @@ func TestEndpointSteadyStateAllocs(t *testing.T) {
 		t.Fatal("no result within 20s")
 	}
 }
+
+// TestEndpointZeroCopyAndSendAllocs: Alloc/Send in a handler and
+// Endpoint.Send from another goroutine allocate nothing once warm.
+func TestEndpointZeroCopyAndSendAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	path := testSocketPath(t)
+	newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: path}, Conn: ConnArgs{IsMaster: true}}, echo)
+	allocs := make(chan float64, 1)
+	zeroCopy := make(chan bool, 1)
+	slave := newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: path}}, func(ctx context.Context, q *Queue) error {
+		one := func() {
+			if n, _ := q.Alloc(1, 128); n == 1 {
+				fillPacket(q.Tx().Data(0), 0, 1)
+				q.Send(1)
+			}
+			q.Receive(ctx)
+		}
+		for range 100 {
+			one()
+		}
+		allocs <- testing.AllocsPerRun(1000, one)
+		<-zeroCopy // then only drain the echoes of Endpoint.Send
+		for {
+			if _, err := q.Receive(ctx); err != nil {
+				return err
+			}
+		}
+	})
+	select {
+	case a := <-allocs:
+		assert.Zero(t, a, "allocations per zero-copy round trip")
+	case <-time.After(20 * time.Second):
+		t.Fatal("no result within 20s")
+	}
+	zeroCopy <- true
+	data := make([]byte, 4*128)
+	offs := []int32{0, 128, 256, 384, 512}
+	for i := range 4 {
+		fillPacket(data[i*128:(i+1)*128], 1, uint64(i))
+	}
+	ctx := context.Background()
+	for range 100 {
+		slave.Send(ctx, 0, data, offs, time.Second)
+	}
+	assert.Zero(t, testing.AllocsPerRun(1000, func() { slave.Send(ctx, 0, data, offs, time.Second) }),
+		"allocations per Endpoint.Send")
+}

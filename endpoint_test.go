@@ -276,3 +276,47 @@ func TestEndpointZeroCopyAndSend(t *testing.T) {
 	}
 	assert.Equal(t, uint64(2*count), slave.Stats()[0].TxPackets)
 }
+
+// TestEndpointDropsCounted: a peer that never reads fills our tx ring;
+// what FlushNow and FlushWait cannot send is dropped and counted by cause.
+func TestEndpointDropsCounted(t *testing.T) {
+	path := testSocketPath(t)
+	newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: path}, Conn: ConnArgs{IsMaster: true}},
+		func(ctx context.Context, q *Queue) error { <-ctx.Done(); return nil }) // never receives
+	type result struct {
+		now, wait int
+		waitErr   error
+		big       []byte
+	}
+	got := make(chan result, 1)
+	slave := newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: path}, Conn: ConnArgs{Log2RingSize: 4}},
+		func(ctx context.Context, q *Queue) error {
+			var r result
+			for seq := range 40 {
+				fillPacket(q.Stage(100), 0, uint64(seq))
+			}
+			r.now, _ = q.FlushNow()
+			for seq := range 5 {
+				fillPacket(q.Stage(100), 0, uint64(40+seq))
+			}
+			r.wait, r.waitErr = q.FlushWait(ctx, 10*time.Millisecond)
+			r.big = q.Stage(70000)
+			got <- r
+			<-ctx.Done()
+			return nil
+		})
+	var r result
+	select {
+	case r = <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no result within 10s")
+	}
+	assert.Equal(t, 16, r.now, "a 16-slot ring takes 16")
+	assert.Zero(t, r.wait)
+	assert.ErrorIs(t, r.waitErr, ErrNoBufRing)
+	assert.Nil(t, r.big)
+	st := slave.Stats()[0]
+	assert.Equal(t, uint64(16), st.TxPackets)
+	assert.Equal(t, Drops{RingFull: 24 + 5, Oversize: 1}, st.Drops)
+	assert.Equal(t, uint64(2), st.RingFull, "one full ring per flush")
+}

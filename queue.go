@@ -154,8 +154,9 @@ func (q *Queue) Staged() int { return max(len(q.offs)-1, 0) }
 // Flush sends every staged packet (chained when longer than the buffer
 // size), one cgo crossing per ring's worth. While the tx ring is full it
 // waits for the peer (yielding), counting RingFull once per wait; packets
-// still staged when ctx ends or the link goes down are dropped (counted).
-// It returns the packets sent.
+// still staged when ctx ends or the link goes down are dropped (counted as
+// Drops.RingFull, or Drops.LinkDown when a burst finds the link down). It
+// returns the packets sent.
 func (q *Queue) Flush(ctx context.Context) (int, error) { return q.flush(ctx, -1) }
 
 // FlushWait is Flush waiting at most d for ring space: what the ring cannot
@@ -164,10 +165,16 @@ func (q *Queue) FlushWait(ctx context.Context, d time.Duration) (int, error) { r
 
 // FlushNow is Flush without waiting: packets the tx ring cannot take now
 // are dropped (Drops.RingFull), with a nil error.
-func (q *Queue) FlushNow() (int, error) { return q.flush(nil, 0) }
+func (q *Queue) FlushNow() (int, error) {
+	n, err := q.flush(nil, 0)
+	if err == errRingFull {
+		err = nil // dropped by design, counted
+	}
+	return n, err
+}
 
 // flush sends the staged packets, waiting for ring space up to wait
-// (negative: until ctx ends).
+// (negative: until ctx or the link ends).
 func (q *Queue) flush(ctx context.Context, wait time.Duration) (sent int, err error) {
 	np := q.Staged()
 	if np == 0 {
@@ -178,15 +185,27 @@ func (q *Queue) flush(ctx context.Context, wait time.Duration) (sent int, err er
 		q.resetStage()
 		return 0, errNoTx
 	}
+	sent, err = copyOut(q.c, q.id, q.tx, q.data, q.offs, q.st, wait, ctx, q.sess.ctx)
+	q.resetStage()
+	return sent, err
+}
+
+// copyOut sends data[offs[i]:offs[i+1]] on tx queue qid with CopyTx, a
+// ring's worth per crossing, counting what it sends and drops. While the
+// ring is full it yields and retries, up to wait (negative: no limit) or
+// until ctx or stop ends (either may be nil); what is left then is
+// dropped with errRingFull or the context's error.
+func copyOut(c *Conn, qid int, bufs *Buffers, data []byte, offs []int32, st *queueCounters,
+	wait time.Duration, ctx, stop context.Context) (sent int, err error) {
+	np := len(offs) - 1
 	full := false
 	var deadline time.Time
 	for sent < np {
-		end := min(np, sent+MaxBurst)
 		var n int
-		n, err = q.c.CopyTx(uint16(q.id), q.tx, q.data, q.offs[sent:end+1])
+		n, err = c.CopyTx(uint16(qid), bufs, data, offs[sent:min(np, sent+MaxBurst)+1])
 		sent += n
 		if err != nil && !errors.Is(err, ErrNoBufRing) {
-			q.st.dropLinkDown.Add(uint64(np - sent))
+			st.dropLinkDown.Add(uint64(np - sent))
 			break
 		}
 		err = nil
@@ -195,31 +214,25 @@ func (q *Queue) flush(ctx context.Context, wait time.Duration) (sent int, err er
 			continue
 		}
 		if !full {
-			q.st.ringFull.Add(1)
+			st.ringFull.Add(1)
 			full = true
 			deadline = time.Now().Add(wait)
 		}
-		if wait == 0 {
-			q.st.dropRingFull.Add(uint64(np - sent))
-			break
-		}
-		if wait > 0 && !time.Now().Before(deadline) {
-			q.st.dropRingFull.Add(uint64(np - sent))
+		if wait >= 0 && !time.Now().Before(deadline) {
 			err = errRingFull
-			break
+		} else if ctx != nil && ctx.Err() != nil {
+			err = ctx.Err()
+		} else if stop != nil && stop.Err() != nil {
+			err = stop.Err()
 		}
-		if ctx.Err() != nil || q.sess.ctx.Err() != nil {
-			q.st.dropLinkDown.Add(uint64(np - sent))
-			if err = ctx.Err(); err == nil {
-				err = q.sess.ctx.Err()
-			}
+		if err != nil {
+			st.dropRingFull.Add(uint64(np - sent))
 			break
 		}
 		runtime.Gosched()
 	}
-	q.st.txPackets.Add(uint64(sent))
-	q.st.txBytes.Add(uint64(q.offs[sent] - q.offs[0]))
-	q.resetStage()
+	st.txPackets.Add(uint64(sent))
+	st.txBytes.Add(uint64(offs[sent] - offs[0]))
 	return sent, err
 }
 

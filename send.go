@@ -4,8 +4,6 @@ package memif
 
 import (
 	"context"
-	"errors"
-	"runtime"
 	"sync"
 	"time"
 )
@@ -50,37 +48,10 @@ func (e *Endpoint) Send(ctx context.Context, qid int, data []byte, offs []int32,
 			return 0, err
 		}
 	}
-	full := false
-	var deadline time.Time
-	for sent < np {
-		var n int
-		n, err = e.conn.CopyTx(uint16(qid), s.bufs, data, offs[sent:min(np, sent+MaxBurst)+1])
-		sent += n
-		if err != nil && !errors.Is(err, ErrNoBufRing) {
-			st.dropLinkDown.Add(uint64(np - sent))
-			break
-		}
-		err = nil
-		if n > 0 {
-			full = false
-			continue
-		}
-		if !full {
-			st.ringFull.Add(1)
-			full = true
-			deadline = time.Now().Add(wait)
-		}
-		if ctx.Err() != nil || !time.Now().Before(deadline) {
-			st.dropRingFull.Add(uint64(np - sent))
-			if err = ctx.Err(); err == nil {
-				err = &Error{Op: "Endpoint.Send", Err: ErrNoBufRing}
-			}
-			break
-		}
-		runtime.Gosched()
+	sent, err = copyOut(e.conn, qid, s.bufs, data, offs, st, wait, ctx, nil)
+	if err == errRingFull {
+		err = &Error{Op: "Endpoint.Send", Err: ErrNoBufRing}
 	}
-	st.txPackets.Add(uint64(sent))
-	st.txBytes.Add(uint64(offs[sent] - offs[0]))
 	return sent, err
 }
 

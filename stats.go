@@ -17,8 +17,8 @@ type QueueStats struct {
 
 // Drops are packets an Endpoint dropped, by cause.
 type Drops struct {
-	RingFull uint64 // FlushNow found no room in the tx ring
-	LinkDown uint64 // staged when the link went down or the handler returned
+	RingFull uint64 // the tx ring had no room before the wait (or its context) ended
+	LinkDown uint64 // the link was down, or staged when the handler returned
 	Oversize uint64 // Stage asked for more than 65535 bytes (or none)
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/memif-go/memif"
+	"github.com/memif-go/memif/internal/memiftest"
 	"github.com/memif-go/memif/internal/pkt"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -27,20 +28,12 @@ func TestCrossProcessKillWhileHoldingViews(t *testing.T) {
 		t.Run("we are "+ourRole, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "memif.sock")
 			holding, results := make(chan struct{}, 1), make(chan error, 1)
-			ep, err := memif.NewEndpoint(memif.EndpointConfig{Socket: memif.SocketArgs{Path: path},
+			ep := memiftest.Run(t, memif.EndpointConfig{Socket: memif.SocketArgs{Path: path},
 				Conn: memif.ConnArgs{IsMaster: ourRole == "master"}, Reconnect: 10 * time.Millisecond},
 				func(ctx context.Context, q *memif.Queue) error {
 					results <- holdEchoes(ctx, q, holding)
 					return nil
 				})
-			require.NoError(t, err)
-			ctx, cancel := context.WithCancel(context.Background())
-			ran := make(chan error, 1)
-			go func() { ran <- ep.Run(ctx) }()
-			defer func() {
-				cancel()
-				require.NoError(t, <-ran)
-			}()
 			peerRole := map[string]string{"master": "slave", "slave": "master"}[ourRole]
 			for run := range runs {
 				peer := startPeer(t, peerRole, path)

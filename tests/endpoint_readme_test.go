@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/memif-go/memif"
+	"github.com/memif-go/memif/internal/memiftest"
 	"github.com/memif-go/memif/internal/pkt"
 	"github.com/memif-go/memif/internal/proctest"
 	"github.com/stretchr/testify/assert"
@@ -64,20 +65,12 @@ func TestREADMEEndpointResponderWithTestpmd(t *testing.T) {
 
 	const count, size = 20000, 256
 	result := make(chan error, 1)
-	ep, err := memif.NewEndpoint(memif.EndpointConfig{Socket: memif.SocketArgs{Path: ours}},
+	ep := memiftest.Run(t, memif.EndpointConfig{Socket: memif.SocketArgs{Path: ours}},
 		func(ctx context.Context, q *memif.Queue) error {
 			result <- verifyEchoes(ctx, q, count, size)
 			<-ctx.Done()
 			return nil
 		})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error, 1)
-	go func() { ran <- ep.Run(ctx) }()
-	defer func() {
-		cancel()
-		require.NoError(t, <-ran)
-	}()
 	select {
 	case err := <-result:
 		require.NoError(t, err, "responder output:\n%s\ntestpmd:\n%s", resp.String(), p.out.String())

@@ -35,6 +35,25 @@ func StartLoop(t testing.TB, args memif.SocketArgs) *memif.Loop {
 	return loop
 }
 
+// Run creates an Endpoint and runs it until the test ends, then closes it
+// and checks Run's result.
+func Run(t testing.TB, cfg memif.EndpointConfig, h memif.Handler) *memif.Endpoint {
+	t.Helper()
+	ep, err := memif.NewEndpoint(cfg, h)
+	if err != nil {
+		t.Fatalf("NewEndpoint: %v", err)
+	}
+	ran := make(chan error, 1)
+	go func() { ran <- ep.Run(context.Background()) }()
+	t.Cleanup(func() {
+		ep.Close()
+		if err := <-ran; err != nil {
+			t.Errorf("Endpoint.Run: %v", err)
+		}
+	})
+	return ep
+}
+
 // Check is a test's own check of a received frame (its queue, stream and
 // sequence number already read); nil accepts it.
 type Check func(qid int, stream uint16, seq uint64, frame []byte) error

@@ -177,6 +177,7 @@ func (e *Endpoint) Run(ctx context.Context) error {
 	e.state = epRunning
 	e.mu.Unlock()
 	defer close(e.done)
+	defer e.freeSenders() // the interface is deleted by then: Send fails before C
 	defer e.cancel()
 	if e.owned {
 		return e.loop.Run(ctx) // deletes the interface at the end

@@ -33,9 +33,12 @@ func (e *Endpoint) Send(ctx context.Context, qid int, data []byte, offs []int32,
 	}
 	st := e.counters(qid)
 	l, up := e.Link()
-	if !up || qid >= l.TxQueues {
+	if !up {
 		st.dropLinkDown.Add(uint64(np))
 		return 0, &Error{Op: "Endpoint.Send", Err: ErrDisconnected}
+	}
+	if qid < 0 || qid >= l.TxQueues {
+		return 0, qidErr("Endpoint.Send", uint16(min(max(qid, 0), 0xffff)), l.TxQueues)
 	}
 	s := e.sender(qid)
 	s.mu.Lock()
@@ -62,4 +65,19 @@ func (e *Endpoint) sender(qid int) *sender {
 		e.senders = append(e.senders, &sender{})
 	}
 	return e.senders[qid]
+}
+
+// freeSenders releases Send's scratch once nothing can send any more.
+func (e *Endpoint) freeSenders() {
+	e.mu.Lock()
+	ss := e.senders
+	e.mu.Unlock()
+	for _, s := range ss {
+		s.mu.Lock()
+		if s.bufs != nil {
+			s.bufs.Free()
+			s.bufs = nil
+		}
+		s.mu.Unlock()
+	}
 }

@@ -320,3 +320,59 @@ func TestEndpointDropsCounted(t *testing.T) {
 	assert.Equal(t, Drops{RingFull: 24 + 5, Oversize: 1}, st.Drops)
 	assert.Equal(t, uint64(2), st.RingFull, "one full ring per flush")
 }
+
+// TestEndpointAsymmetricQueues: the slave asks for 2 s2m and 1 m2s ring;
+// queue 1 is then tx-only on the slave and rx-only on the master.
+func TestEndpointAsymmetricQueues(t *testing.T) {
+	path := testSocketPath(t)
+	const count = 500
+	got := make(chan error, 2)
+	newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: path}, Conn: ConnArgs{IsMaster: true}},
+		func(ctx context.Context, q *Queue) error {
+			for next := uint64(0); next < count; {
+				n, err := q.Receive(ctx)
+				if err != nil {
+					return err
+				}
+				for i := range n {
+					st, seq, err := checkPacket(q.Rx().Data(i))
+					if err == nil && (int(st) != q.ID() || seq != next) {
+						err = fmt.Errorf("queue %d: stream %d seq %d, want seq %d", q.ID(), st, seq, next)
+					}
+					if err != nil {
+						got <- err
+						return nil
+					}
+					next++
+				}
+			}
+			got <- nil
+			return nil
+		})
+	slave := newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: path}, Conn: ConnArgs{NumS2MRings: 2, NumM2SRings: 1}},
+		func(ctx context.Context, q *Queue) error {
+			for seq := range count {
+				fillPacket(q.Stage(80), uint16(q.ID()), uint64(seq))
+				if _, err := q.Flush(ctx); err != nil {
+					return err
+				}
+			}
+			_, err := q.Receive(ctx) // the master sends nothing (and queue 1 has no rx): waits for the end
+			return err
+		})
+	l := waitUp(t, slave, 5*time.Second)
+	assert.Equal(t, 1, l.RxQueues)
+	assert.Equal(t, 2, l.TxQueues)
+	for range 2 {
+		select {
+		case err := <-got:
+			require.NoError(t, err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("not both queues within 10s")
+		}
+	}
+	st := slave.Stats()
+	require.Len(t, st, 2)
+	assert.Equal(t, uint64(count), st[1].TxPackets)
+	assert.Zero(t, st[1].HandlerErrors)
+}

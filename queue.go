@@ -36,7 +36,6 @@ type Queue struct {
 
 var (
 	errRingFull = &Error{Op: "Queue.Flush", Err: ErrNoBufRing}
-	errNoRx     = errors.New("memif: the peer gave this queue id no rx queue")
 	errNoTx     = errors.New("memif: the peer gave this queue id no tx queue")
 )
 
@@ -47,13 +46,19 @@ func (q *Queue) ID() int { return q.id }
 func (q *Queue) Link() Link { return q.sess.link }
 
 // Receive gives back the previous batch and waits (per the Endpoint's
-// WaitMode) for the next: n buffers in Rx(), at least one. A packet longer
+// WaitMode) for the next: n buffers in Rx(), at least one (on a queue id
+// the peer gave no rx queue, it only waits for the end). A packet longer
 // than the buffer size arrives as a chain (Rx().HasNext). It returns
 // ctx's error when ctx ends, and the link's ended context's error when the
 // link goes down.
 func (q *Queue) Receive(ctx context.Context) (n int, err error) {
-	if q.rx == nil {
-		return 0, errNoRx
+	if q.rx == nil { // the peer gave fewer rx queues: nothing ever arrives here
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-q.sess.ctx.Done():
+			return 0, q.sess.ctx.Err()
+		}
 	}
 	foreign := ctx.Done() != q.sess.ctx.Done()
 	spins := 0

@@ -115,7 +115,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&cfg.queues, "queues", 1, "queue pairs to ask for as slave (as master, the slave's count is taken)")
 	fs.StringVar(&ip, "ip", "192.168.1.2", "IPv4 address to answer for")
 	fs.StringVar(&mac, "mac", "02:fe:00:00:00:02", "MAC address of the interface")
-	fs.StringVar(&mode, "mode", "interrupt", "rx mode: interrupt (on libmemif's interrupt callback) or polling (a goroutine per queue)")
+	fs.StringVar(&mode, "mode", "interrupt", "rx mode: interrupt (each queue's goroutine parks until the peer signals) or polling (each queue's goroutine spins on a thread of its own)")
 	fs.IntVar(&cfg.burst, "burst", 256, "rx batch size in buffers (1..4096); a chain may span batches")
 	fs.DurationVar(&cfg.retry, "retry", time.Second, "as slave, connection request period while the master is away")
 	fs.Usage = func() {
@@ -179,8 +179,8 @@ func run(cfg config, st *stats) error {
 	if cfg.master {
 		role = "master, listening on"
 	}
-	fmt.Fprintf(os.Stderr, "%s: %s %s (id %d), answering for %s at %s, %v mode\n",
-		name, role, cfg.socket, cfg.id, cfg.ip, cfg.mac, mode)
+	fmt.Fprintf(os.Stderr, "%s: %s %s (id %d), answering for %s at %s, %s mode\n",
+		name, role, cfg.socket, cfg.id, cfg.ip, cfg.mac, map[bool]string{false: "interrupt", true: "polling"}[cfg.polling])
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	context.AfterFunc(ctx, func() { fmt.Fprintf(os.Stderr, "%s: stopping\n", name) })

@@ -104,7 +104,7 @@ func (c *Conn) downErr(op int) error {
 // filled up and more packets wait (not an error; the n buffers are valid).
 // Give the buffers back with RefillQueue (or use RefillRxBurst). Views:
 // see [Buffers]. A buffer the peer described outside its regions or buffer
-// size is dropped with the rest of its packet (counted in QueueStats) and
+// size is dropped with the rest of its packet (counted in DescriptorStats) and
 // not in bufs[0:n]; refilling n still gives its ring slot back.
 func (c *Conn) RxBurst(qid uint16, bufs *Buffers, count int) (n int, more bool, err error) {
 	if err := bufs.checkCount(hotOps[opRx], count); err != nil {

@@ -31,9 +31,9 @@ var ErrBadDescriptor = errors.New("memif: peer offered a bad tx descriptor (outs
 // was given back, or not allocated on this queue.
 var ErrStaleTxBuffer = errors.New("memif: not the next unsent tx allocation of this queue (sent twice, given back, or from elsewhere)")
 
-// QueueStats are a queue pair's guard counters for the current session
-// (they start at zero on every connect).
-type QueueStats struct {
+// DescriptorStats are a queue pair's descriptor guard counters for the
+// current session (they start at zero on every connect).
+type DescriptorStats struct {
 	// RxBadDescriptors counts rx descriptors that failed a check: region
 	// index, data outside the region, length beyond the buffer size.
 	RxBadDescriptors uint64
@@ -49,11 +49,11 @@ type QueueStats struct {
 	TxBadDescriptors uint64
 }
 
-// QueueStats returns the guard counters of rx queue qid and tx queue qid
-// (either may not exist; its counters are then 0).
-func (c *Conn) QueueStats(qid uint16) (QueueStats, error) {
-	const op = "QueueStats"
-	var st QueueStats
+// DescriptorStats returns the descriptor guard counters of rx queue qid and
+// tx queue qid (either may not exist; its counters are then 0).
+func (c *Conn) DescriptorStats(qid uint16) (DescriptorStats, error) {
+	const op = "DescriptorStats"
+	var st DescriptorStats
 	if c == nil {
 		return st, argErr(op, "connection", "nil")
 	}

@@ -39,7 +39,7 @@ var ErrPartialChain = errors.New("memif: chained packet continues in the next Co
 // ErrOversizedBuffer reports that the peer handed over a buffer that failed
 // the descriptor checks (longer than the negotiated buffer size, empty, or
 // outside its region); CopyRx dropped that packet and counted it
-// (QueueStats).
+// (DescriptorStats).
 var ErrOversizedBuffer = errors.New("memif: peer buffer beyond the buffer size or outside its region, packet dropped")
 
 var (

@@ -39,8 +39,8 @@ func hostilePair(t *testing.T) *pair {
 	return connectPair(t, args, args)
 }
 
-// sender allocates and sends verified packets, recording their ring slots.
-type sender struct {
+// ringSender allocates and sends verified packets, recording their ring slots.
+type ringSender struct {
 	t     *testing.T
 	c     *Conn
 	bufs  *Buffers
@@ -49,11 +49,11 @@ type sender struct {
 	pkt   []byte
 }
 
-func newSender(t *testing.T, c *Conn) *sender {
+func newSender(t *testing.T, c *Conn) *ringSender {
 	b, err := NewBuffers(64)
 	require.NoError(t, err)
 	t.Cleanup(b.Free)
-	s := &sender{t: t, c: c, bufs: b, pkt: make([]byte, 1<<16)}
+	s := &ringSender{t: t, c: c, bufs: b, pkt: make([]byte, 1<<16)}
 	for i := 0; i < b.Cap(); i++ {
 		s.views = append(s.views, b.Slice(i, b.Cap()))
 	}
@@ -61,7 +61,7 @@ func newSender(t *testing.T, c *Conn) *sender {
 }
 
 // send sends one packet per size and returns each packet's ring slots.
-func (s *sender) send(sizes ...int) (seqs []uint64, slots [][]uint16) {
+func (s *ringSender) send(sizes ...int) (seqs []uint64, slots [][]uint16) {
 	s.t.Helper()
 	n := 0
 	for _, sz := range sizes {
@@ -156,7 +156,7 @@ func without(seqs []uint64, drop ...uint64) []uint64 {
 }
 
 // flow sends and receives rounds*8 packets, every one verified.
-func flow(t *testing.T, s *sender, r *receiver, rounds int) {
+func flow(t *testing.T, s *ringSender, r *receiver, rounds int) {
 	t.Helper()
 	for k := 0; k < rounds; k++ {
 		seqs, _ := s.send(64, 100, 1500, 3000, 64, 700, 2048, 5000)
@@ -185,7 +185,7 @@ func TestHostileRxDescriptors(t *testing.T) {
 				} else {
 					bad++
 				}
-				st, err := to.QueueStats(0)
+				st, err := to.DescriptorStats(0)
 				require.NoError(t, err)
 				assert.Equal(t, bad, st.RxBadDescriptors, a.name)
 				assert.Equal(t, empty, st.RxEmpty, a.name)
@@ -197,7 +197,7 @@ func TestHostileRxDescriptors(t *testing.T) {
 			require.Len(t, slots[1], 3)
 			from.ringDesc(true, 0, slots[1][1]).Region = 200
 			require.Equal(t, without(seqs, seqs[1]), r.recv(2))
-			st, err := to.QueueStats(0)
+			st, err := to.DescriptorStats(0)
 			require.NoError(t, err)
 			assert.Equal(t, bad+1, st.RxBadDescriptors)
 			assert.Equal(t, bad+empty+3, st.RxDropped)
@@ -207,7 +207,7 @@ func TestHostileRxDescriptors(t *testing.T) {
 			seqs, slots = s.send(100, 5000, 3000)
 			from.ringDesc(true, 0, slots[1][1]).Length = 0
 			require.Equal(t, without(seqs, seqs[1]), r.recv(2))
-			st, err = to.QueueStats(0)
+			st, err = to.DescriptorStats(0)
 			require.NoError(t, err)
 			assert.Equal(t, bad+2, st.RxBadDescriptors)
 			assert.Equal(t, bad+empty+6, st.RxDropped)
@@ -257,7 +257,7 @@ func TestHostileRxDescriptorsRxBurstAndCopyRx(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, seqs[j], seq)
 		}
-		st, err := p.slave.QueueStats(0)
+		st, err := p.slave.DescriptorStats(0)
 		require.NoError(t, err)
 		require.Equal(t, uint64(2*(i+1)), st.RxBadDescriptors+st.RxEmpty)
 	}
@@ -295,7 +295,7 @@ func TestHostileMasterTxDescriptors(t *testing.T) {
 		n, err = p.master.CopyTx(0, small, data, offs)
 		require.ErrorIs(t, err, ErrBadDescriptor, a.name)
 		require.Zero(t, n)
-		st, err := p.master.QueueStats(0)
+		st, err := p.master.DescriptorStats(0)
 		require.NoError(t, err)
 		require.Equal(t, uint64(i+1), st.TxBadDescriptors, "%s: counted once per bad slot", a.name)
 		for k := range saved { // the slave repairs it
@@ -310,8 +310,8 @@ func TestHostileMasterTxDescriptors(t *testing.T) {
 	whole, err := NewBuffers(1 << 8)
 	require.NoError(t, err)
 	defer whole.Free()
-	stats := func(c *Conn) QueueStats {
-		st, err := c.QueueStats(0)
+	stats := func(c *Conn) DescriptorStats {
+		st, err := c.DescriptorStats(0)
 		require.NoError(t, err)
 		return st
 	}
@@ -394,23 +394,23 @@ func TestHostileSlaveTxDescriptors(t *testing.T) {
 		a.mut(p.slave.ringDesc(true, 0, cur))
 		a.mut(p.slave.ringDesc(true, 0, cur+100)) // checked later, once per cycle
 		flow(t, s, r, 40)
-		st, err := p.slave.QueueStats(0)
+		st, err := p.slave.DescriptorStats(0)
 		require.NoError(t, err)
 		require.Equal(t, uint64(2*(i+1)), st.TxBadDescriptors, a.name)
 	}
 	r.done()
 }
 
-func TestQueueStatsErrors(t *testing.T) {
+func TestDescriptorStatsErrors(t *testing.T) {
 	p := hostilePair(t)
-	_, err := p.master.QueueStats(1)
+	_, err := p.master.DescriptorStats(1)
 	require.ErrorIs(t, err, ErrQID)
 	var nilConn *Conn
-	_, err = nilConn.QueueStats(0)
+	_, err = nilConn.DescriptorStats(0)
 	require.ErrorIs(t, err, ErrInvalArg)
 	require.NoError(t, p.d.deleteConn(p.slave))
 	waitConn(t, p.mev.disconnected, "master OnDisconnect", 5*time.Second)
-	_, err = p.master.QueueStats(0)
+	_, err = p.master.DescriptorStats(0)
 	require.ErrorIs(t, err, ErrDisconnected)
 	require.False(t, errors.Is(err, ErrInvalArg), fmt.Sprint(err))
 }

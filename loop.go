@@ -111,7 +111,7 @@ func (l *Loop) closeFDs() {
 	if l.file != nil {
 		l.file.Close()
 	}
-	l.mu.Lock()
+	l.mu.Lock() // wakeup may run concurrently (ctx's AfterFunc outlives Run)
 	defer l.mu.Unlock()
 	if l.wake >= 0 {
 		unix.Close(l.wake)

@@ -39,10 +39,24 @@
 //	r, _ := memif.NewRxReader(conn, 0, 64)
 //	for { p, err := r.Next(); ... } // p is valid until the next call
 //
-// An Endpoint (being added) runs one goroutine per queue for each link-up
-// with the user's handler, and on link-down waits until every view is
-// released before libmemif unmaps the memory: the lifetime of views is
-// enforced instead of documented.
+// An Endpoint (NewEndpoint) owns one interface's link lifecycle: on each
+// link-up it sizes batches from the negotiated Link and runs the user's
+// Handler on one goroutine per queue; on link-down it cancels them and waits
+// until every handler has returned, with its views, before libmemif unmaps
+// the memory: the lifetime of views is enforced instead of documented.
+//
+//	ep, err := memif.NewEndpoint(memif.EndpointConfig{Socket: memif.SocketArgs{Path: "@app"}},
+//		func(ctx context.Context, q *memif.Queue) error {
+//			for {
+//				n, err := q.Receive(ctx) // parks on the queue's eventfd
+//				if err != nil {
+//					return err
+//				}
+//				// q.Rx().Data(i) for i < n: views, valid until the next Receive
+//				_ = n
+//			}
+//		})
+//	err = ep.Run(ctx)
 //
 // The module github.com/memif-go/memif/memifpacket makes a queue a gopacket
 // PacketDataSource and ZeroCopyPacketDataSource with WritePacketData; it is

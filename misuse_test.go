@@ -52,7 +52,7 @@ func TestNilReceivers(t *testing.T) {
 	isArg(err)
 	_, _, err = c.CopyRx(0, b, make([]byte, 1<<16), make([]int32, 2))
 	isArg(err)
-	_, err = c.QueueStats(0)
+	_, err = c.DescriptorStats(0)
 	isArg(err)
 	assert.Nil(t, c.Socket())
 	assert.False(t, c.IsMaster())
@@ -197,7 +197,7 @@ func TestTxMisuse(t *testing.T) {
 			r.done()
 			// What was given back reached the receiver as empty buffers,
 			// dropped and counted as such, not as a bad peer.
-			st, err := to.QueueStats(0)
+			st, err := to.DescriptorStats(0)
 			require.NoError(t, err)
 			require.Zero(t, st.RxBadDescriptors)
 			require.Equal(t, uint64(4+8+5+3+900), st.RxEmpty)

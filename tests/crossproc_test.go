@@ -1,7 +1,7 @@
 package tests
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/memif-go/memif"
-	"github.com/memif-go/memif/internal/exutil"
 	"github.com/memif-go/memif/internal/proctest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -35,90 +34,50 @@ func runEchoPeer(master bool, path string) error {
 	if master {
 		os.Remove(path) // a killed master left its socket file behind
 	}
-	s, err := memif.CreateSocket(&memif.SocketArgs{Path: path, ConnectionRequestTimer: 50 * time.Millisecond})
+	ep, err := memif.NewEndpoint(memif.EndpointConfig{
+		Socket:    memif.SocketArgs{Path: path},
+		Conn:      memif.ConnArgs{IsMaster: master},
+		Mode:      memif.WaitAdaptive,
+		Reconnect: 50 * time.Millisecond,
+		OnLinkUp:  func(memif.Link) { fmt.Println("peer: up") },
+	}, echo)
 	if err != nil {
 		return err
 	}
-	ev := exutil.NewEvents()
-	args := memif.ConnArgs{Socket: s, IsMaster: master}
-	ev.Wire(&args)
-	c, err := memif.Create(&args)
-	if err != nil {
-		return err
-	}
-	exutil.Drive(s)
-	for {
-		if _, err := ev.WaitUp(0); err != nil {
-			return err
-		}
-		fmt.Println("peer: up")
-		if err := echo(c, master); err != nil && !errors.Is(err, memif.ErrDisconnected) {
-			return err
-		}
-	}
+	return ep.Run(context.Background()) // until killed
 }
 
-// echo returns every frame on queue 0 until the link goes down.
-func echo(c *memif.Conn, copyMode bool) error {
-	rx, _ := memif.NewBuffers(64)
-	tx, _ := memif.NewBuffers(64)
-	defer rx.Free()
-	defer tx.Free()
+// echo returns every frame until the link goes down: zero-copy on a slave
+// (Queue.Echo), copied on a master, whose rx buffers belong to the slave.
+func echo(ctx context.Context, q *memif.Queue) error {
 	frame := make([]byte, 0, 1<<16)
 	for {
-		n, _, err := c.RxBurst(0, rx, rx.Cap())
+		n, err := q.Receive(ctx)
 		if err != nil {
-			return err
+			return nil // the link went down
 		}
-		if n == 0 {
-			runtime.Gosched()
-			continue
-		}
-		if !copyMode {
+		if !q.Link().Master {
 			for done := 0; done < n; {
-				view := rx.Slice(done, n)
-				q, err := c.BufferEnqTx(0, view, n-done)
-				if err != nil && !errors.Is(err, memif.ErrNoBufRing) {
+				k, err := q.Echo(done, n-done)
+				if err != nil {
 					return err
 				}
-				if q > 0 {
-					if _, err := c.TxBurst(0, view, q); err != nil {
-						return err
-					}
+				if k == 0 {
+					runtime.Gosched() // ring full
 				}
-				done += q
+				done += k
 			}
-		} else {
-			// A master cannot move rx buffers to tx: copy each frame. A
-			// chain may continue in the next burst: accumulate across.
-			for i := 0; i < n; i++ {
-				frame = append(frame, rx.Data(i)...)
-				if rx.HasNext(i) {
-					continue
-				}
-				for {
-					k, err := c.BufferAlloc(0, tx, 1, uint16(len(frame)))
-					if err != nil && !errors.Is(err, memif.ErrNoBufRing) {
-						return err
-					}
-					if k == 0 {
-						runtime.Gosched()
-						continue
-					}
-					off := 0
-					for j := 0; j < k; j++ {
-						off += copy(tx.Data(j), frame[off:])
-					}
-					if _, err := c.TxBurst(0, tx, k); err != nil {
-						return err
-					}
-					break
-				}
+			continue
+		}
+		rx := q.Rx()
+		for i := range n { // a chain may continue in the next burst: gathered across
+			if frame = append(frame, rx.Data(i)...); !rx.HasNext(i) {
+				q.Append(frame)
 				frame = frame[:0]
 			}
 		}
-		if err := c.RefillQueue(0, n, 0); err != nil {
-			return err
+		if _, err := q.Flush(ctx); err != nil {
+			return nil
 		}
 	}
 }
@@ -182,7 +141,7 @@ func TestCrossProcessKillAndRestart(t *testing.T) {
 			require.GreaterOrEqual(t, live.received.Load(), uint64(5000), "traffic flowing before the kill")
 			peer.kill9(t)
 			select {
-			case <-e.ev.Down:
+			case <-e.down:
 			case <-time.After(10 * time.Second):
 				t.Fatal("no OnDisconnect within 10s of kill -9")
 			}

@@ -81,8 +81,8 @@ func TestDPDKSecret(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	require.Contains(t, strings.ToLower(reason), "secret", "testpmd refused the wrong secret")
-	assert.Empty(t, wrong.ev.Up, "never connected with a wrong secret")
-	require.NoError(t, wrong.conn.Delete())
+	assert.Empty(t, wrong.up, "never connected with a wrong secret")
+	require.NoError(t, wrong.conn.Delete()) // (the Loop's own Delete at cleanup then finds nothing)
 
 	right := newEndpoint(t, memif.SocketArgs{Path: sock, ConnectionRequestTimer: 50 * time.Millisecond},
 		memif.ConnArgs{Secret: "tops3cret"})

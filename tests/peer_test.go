@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/memif-go/memif"
-	"github.com/memif-go/memif/internal/exutil"
+	"github.com/memif-go/memif/internal/memiftest"
 	"github.com/memif-go/memif/internal/pkt"
 	"github.com/memif-go/memif/internal/proctest"
 	"github.com/stretchr/testify/require"
@@ -56,36 +56,33 @@ func checkFrame(b []byte, swapped bool) (stream uint16, seq uint64, err error) {
 	return pkt.Check(b[ethLen:])
 }
 
-// endpoint is one memif interface of ours with its socket and driver.
+// endpoint is one memif interface of ours, on a Loop, driven with the
+// binding's bursts from the test's goroutines.
 type endpoint struct {
-	sock *memif.Socket
-	drv  *exutil.Driver
-	conn *memif.Conn
-	ev   *exutil.Events
+	conn     *memif.Conn
+	up, down chan struct{} // a value per link-up and link-down
 }
 
 func newEndpoint(t *testing.T, sargs memif.SocketArgs, cargs memif.ConnArgs) *endpoint {
 	t.Helper()
-	s, err := memif.CreateSocket(&sargs)
+	loop := memiftest.StartLoop(t, sargs)
+	e := &endpoint{up: make(chan struct{}, 64), down: make(chan struct{}, 64)}
+	cargs.Socket = loop.Socket()
+	cargs.OnConnect = func(*memif.Conn) error { e.up <- struct{}{}; return nil }
+	cargs.OnDisconnect = func(*memif.Conn) error { e.down <- struct{}{}; return nil }
+	var err error
+	e.conn, err = memif.Create(&cargs) // the Loop's end deletes it
 	require.NoError(t, err)
-	e := &endpoint{sock: s, ev: exutil.NewEvents()}
-	cargs.Socket = s
-	e.ev.Wire(&cargs)
-	e.conn, err = memif.Create(&cargs)
-	require.NoError(t, err)
-	e.drv = exutil.Drive(s)
-	t.Cleanup(func() {
-		e.conn.Delete()
-		e.drv.Stop()
-		require.NoError(t, s.Delete())
-	})
 	return e
 }
 
 func (e *endpoint) waitUp(t *testing.T, timeout time.Duration) {
 	t.Helper()
-	_, err := e.ev.WaitUp(timeout)
-	require.NoError(t, err)
+	select {
+	case <-e.up:
+	case <-time.After(timeout):
+		t.Fatalf("no link within %v", timeout)
+	}
 }
 
 // trafficResult is what a send/receive run saw.

@@ -26,8 +26,9 @@ type testpmd struct {
 var testpmdSeq int
 
 // startTestpmd runs testpmd with one memif port: vdev holds the PMD's
-// arguments (role, id, socket, secret...), fwd the forwarding mode.
-func startTestpmd(t *testing.T, vdev, fwd string) *testpmd {
+// arguments (role, id, socket, secret...), fwd the forwarding mode; each of
+// more adds a port (net_memif1, ...) with those arguments.
+func startTestpmd(t *testing.T, vdev, fwd string, more ...string) *testpmd {
 	t.Helper()
 	bin, err := exec.LookPath("dpdk-testpmd")
 	if err != nil {
@@ -43,8 +44,11 @@ func startTestpmd(t *testing.T, vdev, fwd string) *testpmd {
 	args := []string{"-l", "0-1", "--no-huge", "-m", "1024", "--no-pci",
 		fmt.Sprintf("--file-prefix=memif-go-%d-%d", os.Getpid(), testpmdSeq),
 		"-d", filepath.Join(dir, "librte_net_memif.so"), "-d", filepath.Join(dir, "librte_mempool_ring.so"),
-		"--vdev=net_memif0," + vdev,
-		"--", "--total-num-mbufs=16384", "--forward-mode=" + fwd, "--auto-start"}
+		"--vdev=net_memif0," + vdev}
+	for i, v := range more {
+		args = append(args, fmt.Sprintf("--vdev=net_memif%d,%s", i+1, v))
+	}
+	args = append(args, "--", "--total-num-mbufs=16384", "--forward-mode="+fwd, "--auto-start")
 	// testpmd's stdout is a pipe here, which C buffers fully: unbuffer it so
 	// readiness and statistics lines arrive as printed.
 	if sb, err := exec.LookPath("stdbuf"); err == nil {

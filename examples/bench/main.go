@@ -10,6 +10,7 @@
 package main
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -25,7 +26,6 @@ import (
 	"time"
 
 	"github.com/memif-go/memif"
-	"github.com/memif-go/memif/internal/exutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -120,7 +120,8 @@ func main() {
 	}
 	res, err := run(cfg)
 	if err != nil {
-		exutil.Fatal("bench", err)
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
 	}
 	if cfg.jsonOut {
 		out, _ := json.Marshal(res)
@@ -186,12 +187,18 @@ func run(cfg config) (*Result, error) {
 	} else {
 		res.Mode = "peer"
 	}
-	sock, err := memif.CreateSocket(&memif.SocketArgs{Path: path, AppName: "memif-go-bench"})
+	ml, err := memif.NewLoop(&memif.LoopArgs{Socket: memif.SocketArgs{Path: path, AppName: "memif-go-bench"}})
 	if err != nil {
 		return nil, err
 	}
-	defer sock.Delete()
-	ev := exutil.NewEvents()
+	sock := ml.Socket()
+	ctx, cancel := context.WithCancel(context.Background())
+	go ml.Run(ctx)
+	defer func() {
+		cancel() // Run deletes the connections and the socket
+		<-ml.Done()
+	}()
+	up := make(chan struct{}, 2)
 	args := memif.ConnArgs{Socket: sock, NumS2MRings: uint8(cfg.queues), NumM2SRings: uint8(cfg.queues),
 		BufferSize: uint16(cfg.bufSize), Log2RingSize: uint8(cfg.log2Ring), InterfaceName: "bench",
 		// Busy polling: peers skip the eventfd write per tx burst.
@@ -202,9 +209,9 @@ func run(cfg config) (*Result, error) {
 					return err
 				}
 			}
+			up <- struct{}{}
 			return nil
 		}}
-	ev.Wire(&args)
 	var conns []*memif.Conn
 	mk := func(master bool) (*memif.Conn, error) {
 		a := args
@@ -232,20 +239,15 @@ func run(cfg config) (*Result, error) {
 			sock.SetConnectionRequestTimer(time.Second)
 		}
 	}
-	drv := exutil.Drive(sock)
-	defer func() {
-		drv.Stop()
-		for _, c := range conns {
-			c.Delete()
-		}
-	}()
 	wait := 5 * time.Second
 	if cfg.socket != "" {
 		wait = 60 * time.Second
 	}
 	for range conns {
-		if _, err := ev.WaitUp(wait); err != nil {
-			return nil, err
+		select {
+		case <-up:
+		case <-time.After(wait):
+			return nil, fmt.Errorf("no connection within %v", wait)
 		}
 	}
 

@@ -1,15 +1,15 @@
 // Command bridge forwards frames between two memif interfaces, A and B, each
-// on its own socket and control goroutine: what arrives on A leaves on B and
-// what arrives on B leaves on A, one goroutine per direction.
+// an Endpoint on its own socket: what arrives on a queue of A leaves on the
+// queue of that number on B, and the other way round, one handler
+// goroutine per queue.
 //
 //	bridge -a-socket /run/vpp/memif.sock -b-socket @app -b-role master -stats 1s
 //
 // Frames are copied. memif_buffer_enq_tx (BufferEnqTx) only moves rx
 // buffers of a connection onto a tx ring of the same connection: A and B
 // have separate shared-memory regions, so zero-copy between them is not
-// possible whatever the roles. Copies are batched: one BufferAlloc per run
-// of frames that fit a tx buffer, one TxBurst per rx burst; longer or
-// chained frames get a chain of their exact size.
+// possible whatever the roles. Each burst's frames go out in one
+// Endpoint.Send; chains are gathered whole and sent as chains.
 //
 // A full tx ring holds the rx side back (backpressure) for up to -tx-wait,
 // then the frames are dropped; frames for a side whose link is down are
@@ -19,20 +19,17 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
-	"runtime"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/memif-go/memif"
-	"github.com/memif-go/memif/internal/exutil"
-	"golang.org/x/sys/unix"
 )
 
 const name = "bridge"
@@ -104,13 +101,14 @@ func main() {
 		os.Exit(2)
 	}
 	if err := run(cfg); err != nil {
-		exutil.Fatal(name, err)
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(1)
 	}
 }
 
 // counters are one direction's totals, in frames. Drops: ring-full (the
 // peer did not free tx buffers within -tx-wait), down (a link was down),
-// oversize (a chain beyond the 65535 bytes one allocation can take).
+// oversize (a chain beyond the 65535 bytes one packet can hold).
 type counters struct {
 	forwarded, ringFull, down, oversize atomic.Uint64
 }
@@ -120,526 +118,136 @@ func (c *counters) String() string {
 		c.forwarded.Load(), c.ringFull.Load(), c.down.Load(), c.oversize.Load())
 }
 
-// bridge is the state both directions share.
-type bridge struct {
-	cfg config
-	// views is held (read) by a forwarder while it touches shared memory of
-	// either side, and (write) by OnDisconnect: libmemif unmaps the regions
-	// right after on_disconnect returns, so a link going down waits for the
-	// views in use instead of pulling memory from under them.
-	views  sync.RWMutex
-	stop   atomic.Bool
-	done   chan struct{} // closed once stopping
-	stopFD int           // eventfd, readable once stopping: wakes forwarders asleep on interrupts
-	gen    atomic.Uint64
-	errs   chan error
-}
-
-// side is one interface.
+// side is one interface; to is the other, where its frames go.
 type side struct {
-	name    string
-	b       *bridge
-	sock    *memif.Socket
-	drv     *exutil.Driver
-	conn    *memif.Conn
-	sess    atomic.Pointer[session] // nil while the link is down
-	closing atomic.Bool             // set while OnDisconnect waits for views
-	wake    chan struct{}           // link up: wakes the forwarder receiving here
-}
-
-// session is what one link-up negotiated.
-type session struct {
-	gen      uint64
-	rxQueues int
-	txQueues int
-	txRing   int   // descriptors per tx ring
-	bufSize  int   // negotiated buffer size, 0 if the peer's layout hides it
-	efds     []int // rx queue eventfds, watched when idle
+	name string
+	ep   *memif.Endpoint
+	to   *side
+	ctr  counters // frames from this side to the other
 }
 
 func run(cfg config) error {
-	stopFD, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		return err
+	a, b := &side{name: "a"}, &side{name: "b"}
+	a.to, b.to = b, a
+	for _, s := range []*side{a, b} {
+		if err := s.open(cfg); err != nil {
+			return err
+		}
+		defer s.ep.Close()
 	}
-	defer unix.Close(stopFD)
-	b := &bridge{cfg: cfg, stopFD: stopFD, done: make(chan struct{}), errs: make(chan error, 4)}
-	a, err := b.open("a", cfg.a)
-	if err != nil {
-		return err
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	ran := make(chan error, 2)
+	for _, s := range []*side{a, b} {
+		go func() { ran <- s.ep.Run(ctx) }()
 	}
-	defer a.close()
-	bb, err := b.open("b", cfg.b)
-	if err != nil {
-		return err
-	}
-	defer bb.close()
-
-	sigc := make(chan os.Signal, 1)
-	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigc)
-
-	var ab, ba counters
-	var wg sync.WaitGroup
-	for _, f := range []*forwarder{newForwarder(b, a, bb, &ab), newForwarder(b, bb, a, &ba)} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			runtime.LockOSThread()
-			if err := f.run(); err != nil {
-				select {
-				case b.errs <- fmt.Errorf("%s->%s: %w", f.from.name, f.to.name, err):
-				default:
-				}
-			}
-		}()
-	}
-	line := func() string { return fmt.Sprintf("a->b %v | b->a %v", &ab, &ba) }
+	line := func() string { return fmt.Sprintf("a->b %v | b->a %v", &a.ctr, &b.ctr) }
 	var tick <-chan time.Time
 	if cfg.stats > 0 {
 		t := time.NewTicker(cfg.stats)
 		defer t.Stop()
 		tick = t.C
 	}
-	var runErr error
-loop:
-	for {
+	var err error
+	for done := 0; done < 2; {
 		select {
-		case s := <-sigc:
-			fmt.Fprintf(os.Stderr, "%s: %v, stopping\n", name, s)
-			break loop
-		case runErr = <-b.errs:
-			break loop
-		case err := <-a.drv.Errs:
-			fmt.Fprintf(os.Stderr, "%s: a: %v\n", name, err)
-		case err := <-bb.drv.Errs:
-			fmt.Fprintf(os.Stderr, "%s: b: %v\n", name, err)
+		case <-ctx.Done():
+			fmt.Fprintf(os.Stderr, "%s: stopping\n", name)
+			for ; done < 2; done++ {
+				if e := <-ran; err == nil {
+					err = e
+				}
+			}
+		case err = <-ran:
+			done++
+			stop() // one side failed: end the other
 		case <-tick:
 			fmt.Println(line())
 		}
 	}
-	b.stop.Store(true)
-	close(b.done)
-	one := [8]byte{1}
-	unix.Write(stopFD, one[:])
-	wg.Wait()
 	fmt.Println("total: " + line())
-	return runErr
-}
-
-// open creates one interface on its own socket and starts its driver.
-func (b *bridge) open(p string, c sideConfig) (*side, error) {
-	sock, err := memif.CreateSocket(&memif.SocketArgs{Path: c.socket, AppName: "memif-go-bridge",
-		ConnectionRequestTimer: b.cfg.retry})
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", p, err)
-	}
-	s := &side{name: p, b: b, sock: sock, wake: make(chan struct{}, 1)}
-	conn, err := memif.Create(&memif.ConnArgs{Socket: sock, Secret: c.secret, IsMaster: c.role == "master",
-		InterfaceID: uint32(c.id), NumS2MRings: uint8(c.queues), NumM2SRings: uint8(c.queues),
-		InterfaceName: "bridge-" + p, OnConnect: s.onConnect, OnDisconnect: s.onDisconnect})
-	if err != nil {
-		sock.Delete()
-		return nil, fmt.Errorf("%s: %w", p, err)
-	}
-	s.conn = conn
-	s.drv = exutil.Drive(sock)
-	fmt.Fprintf(os.Stderr, "%s: %s: %s on %s\n", name, p, c.role, c.socket)
-	return s, nil
-}
-
-// close deletes the interface (the driver lets Delete in), then the socket.
-func (s *side) close() {
-	if err := s.conn.Delete(); err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %s: %v\n", name, s.name, err)
-	}
-	s.drv.Stop()
-	s.sock.Delete()
-}
-
-func (s *side) onConnect(c *memif.Conn) error {
-	d, err := c.Details()
-	if err != nil {
-		return err
-	}
-	ss := &session{gen: s.b.gen.Add(1), rxQueues: len(d.RxQueues), txQueues: len(d.TxQueues)}
-	if len(d.TxQueues) > 0 {
-		ss.txRing = int(d.TxQueues[0].RingSize)
-		ss.bufSize = int(d.TxQueues[0].BufferSize)
-	}
-	if ss.rxQueues == 0 || ss.txQueues == 0 {
-		return errors.New("link up without queues")
-	}
-	for q := range ss.rxQueues {
-		fd, err := c.QueueEventFD(uint16(q))
-		if err != nil {
-			return err
-		}
-		ss.efds = append(ss.efds, fd)
-	}
-	s.closing.Store(false)
-	s.sess.Store(ss)
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-	fmt.Fprintf(os.Stderr, "%s: %s up: peer %q (%s), %d rx / %d tx queue(s), %d-byte buffers\n",
-		name, s.name, d.RemoteIfName, d.RemoteInstName, ss.rxQueues, ss.txQueues, ss.bufSize)
-	return nil
-}
-
-func (s *side) onDisconnect(c *memif.Conn) error {
-	s.closing.Store(true) // forwarders waiting on a full ring give up
-	s.b.views.Lock()
-	s.sess.Store(nil)
-	s.b.views.Unlock()
-	fmt.Fprintf(os.Stderr, "%s: %s down\n", name, s.name)
-	return nil
-}
-
-// src is one received frame: rx buffers [i, end), or the chain gathered in
-// forwarder.whole when it began in an earlier burst.
-type src struct {
-	i, end, size int
-	whole        bool
-}
-
-// forwarder moves frames one way. It drives every rx queue of its from side
-// and every tx queue of its to side, so each queue has one goroutine.
-type forwarder struct {
-	b        *bridge
-	from, to *side
-	ctr      *counters
-
-	rxq     []rxQueue
-	rx      *memif.Buffers // batch of the rx queue being forwarded
-	tx      *memif.Buffers
-	txAt    []*memif.Buffers // txAt[k] = tx[k:]: allocations after k buffers in use
-	used    int              // tx buffers allocated and not sent yet
-	usedN   int              // frames in them
-	seg     int              // bytes one tx buffer holds, as far as known
-	txGen   uint64           // tx session seg belongs to
-	stalled bool             // a tx wait timed out: drop at once until the ring moves
-	gen     uint64           // rx session rxq belongs to
-	whole   []byte           // a chain cut off by a burst, once complete
-	srcs    []src
-}
-
-// rxQueue is the receive state of one rx queue.
-type rxQueue struct {
-	bufs   *memif.Buffers
-	refill int    // buffers of the last burst, given back by the next
-	part   []byte // head of a chain the last burst cut off
-}
-
-func newForwarder(b *bridge, from, to *side, ctr *counters) *forwarder {
-	return &forwarder{b: b, from: from, to: to, ctr: ctr}
-}
-
-// errRingFull ends a wait for tx ring space that lasted -tx-wait.
-var errRingFull = errors.New("tx ring full")
-
-func isDown(err error) bool {
-	return errors.Is(err, memif.ErrDisconnected) || errors.Is(err, memif.ErrDeleted)
-}
-
-func (f *forwarder) run() error {
-	defer func() {
-		for _, r := range f.rxq {
-			r.bufs.Free()
-		}
-		if f.tx != nil {
-			f.tx.Free()
-		}
-	}()
-	idle := 0
-	var pfd []unix.PollFd
-	for !f.b.stop.Load() {
-		f.b.views.RLock()
-		rs := f.from.sess.Load()
-		if rs == nil {
-			f.b.views.RUnlock()
-			f.waitUp()
-			continue
-		}
-		if rs.gen != f.gen {
-			if err := f.newSession(rs); err != nil {
-				f.b.views.RUnlock()
-				return err
-			}
-		}
-		got, err := f.burst(rs, f.to.sess.Load())
-		f.b.views.RUnlock()
-		if err != nil {
-			return err
-		}
-		if got > 0 {
-			idle = 0
-			continue
-		}
-		// Spin briefly, then sleep on the rx interrupts. Bounded: rx_burst
-		// may consume an interrupt that raced with its empty-ring check.
-		if idle++; idle < 64 {
-			runtime.Gosched()
-			continue
-		}
-		pfd = append(pfd[:0], unix.PollFd{Fd: int32(f.b.stopFD), Events: unix.POLLIN})
-		for _, fd := range rs.efds {
-			pfd = append(pfd, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
-		}
-		unix.Poll(pfd, 10)
-	}
-	return nil
-}
-
-func (f *forwarder) waitUp() {
-	select {
-	case <-f.from.wake:
-	case <-f.b.done:
-	}
-}
-
-// newSession drops the state of the previous link (its buffers are gone)
-// and makes a batch for every rx queue.
-func (f *forwarder) newSession(rs *session) error {
-	f.gen = rs.gen
-	for i := range f.rxq {
-		f.rxq[i].refill, f.rxq[i].part = 0, f.rxq[i].part[:0]
-	}
-	for len(f.rxq) < rs.rxQueues {
-		b, err := memif.NewBuffers(f.b.cfg.burst)
-		if err != nil {
-			return err
-		}
-		f.rxq = append(f.rxq, rxQueue{bufs: b})
-	}
-	return nil
-}
-
-// burst receives once on every rx queue and forwards what came.
-func (f *forwarder) burst(rs, ts *session) (int, error) {
-	got := 0
-	for q := range rs.rxQueues {
-		r := &f.rxq[q]
-		f.rx = r.bufs
-		n, _, err := f.from.conn.RefillRxBurst(uint16(q), r.refill, 0, f.rx, f.rx.Cap())
-		r.refill = n
-		if err != nil {
-			if isDown(err) {
-				return got, nil
-			}
-			return got, err
-		}
-		if n == 0 {
-			continue
-		}
-		got += n
-		if err := f.forward(q, n, ts); err != nil {
-			return got, err
-		}
-	}
-	return got, nil
-}
-
-// forward sends the n frames just received on rx queue q to the other side.
-func (f *forwarder) forward(q, n int, ts *session) error {
-	f.srcs = f.srcs[:0]
-	part := f.rxq[q].part
-	for i := 0; i < n; {
-		end, size := f.rx.PacketEnd(i, n)
-		if f.rx.HasNext(end - 1) { // the chain goes on in the next burst
-			for j := i; j < end; j++ {
-				part = append(part, f.rx.Data(j)...)
-			}
-			break
-		}
-		if len(part) > 0 { // the end of a chain cut off last time
-			for j := i; j < end; j++ {
-				part = append(part, f.rx.Data(j)...)
-			}
-			f.whole, part = part, f.whole[:0]
-			f.srcs = append(f.srcs, src{size: len(f.whole), whole: true})
-		} else {
-			f.srcs = append(f.srcs, src{i: i, end: end, size: size})
-		}
-		i = end
-	}
-	f.rxq[q].part = part
-	if len(f.srcs) == 0 {
-		return nil
-	}
-	if ts == nil {
-		f.ctr.down.Add(uint64(len(f.srcs)))
-		return nil
-	}
-	return f.send(uint16(q%ts.txQueues), ts)
-}
-
-// send copies f.srcs into tx buffers and sends them.
-func (f *forwarder) send(q uint16, ts *session) error {
-	if n := max(ts.txRing, f.rx.Cap()); f.tx == nil || f.tx.Cap() < n {
-		f.newTx(n)
-	}
-	if ts.gen != f.txGen {
-		f.txGen, f.seg = ts.gen, ts.bufSize
-		if f.seg == 0 {
-			f.seg = 2048 // a master whose peer's layout hides it: corrected by the first chain
-		}
-	}
-	for j := 0; j < len(f.srcs); {
-		// A run of frames that each fit one buffer takes one allocation;
-		// any other frame gets a chain of its own size.
-		k, size := j+1, f.srcs[j].size
-		if size <= f.seg {
-			for k < len(f.srcs) && f.srcs[k].size <= f.seg {
-				size = max(size, f.srcs[k].size)
-				k++
-			}
-		} else if size > 0xffff {
-			f.ctr.oversize.Add(1)
-			j++
-			continue
-		}
-		got, err := f.alloc(q, k-j, max(size, 1), ts)
-		if err != nil {
-			f.drop(len(f.srcs)-j, err)
-			if errors.Is(err, errRingFull) || isDown(err) {
-				return nil
-			}
-			return err
-		}
-		for x := f.used; x < f.used+got; j++ {
-			end, _ := f.tx.PacketEnd(x, f.used+got)
-			if end-x > 1 && f.tx.Len(x) < f.seg {
-				f.seg = f.tx.Len(x) // the peer's buffers are shorter (headroom)
-			}
-			f.copyFrame(f.srcs[j], x, end)
-			x = end
-			f.usedN++
-		}
-		f.used += got
-	}
-	return f.flush(q)
-}
-
-// newTx makes a tx batch of at least a ring's size, so an allocation at
-// offset 0 always fits.
-func (f *forwarder) newTx(n int) {
-	if f.tx != nil {
-		f.tx.Free()
-	}
-	f.tx, _ = memif.NewBuffers(n) // n <= 1<<14: cannot fail but for memory
-	f.txAt = make([]*memif.Buffers, n)
-	for k := range n {
-		f.txAt[k] = f.tx.Slice(k, n)
-	}
-}
-
-// alloc takes tx buffers for up to count frames of size bytes after the
-// ones in use and returns how many buffers it got. A full ring sends what
-// is pending and waits, holding the rx side back, up to -tx-wait.
-func (f *forwarder) alloc(q uint16, count, size int, ts *session) (int, error) {
-	// The binding bounds an allocation by the batch left after the
-	// buffers in use, for the worst case: count packets of buffer-size
-	// segments on a slave, one packet of 64-byte segments on a master (the
-	// slave chose the lengths; it then stops early). At offset 0 the batch
-	// holds a ring and anything fits.
-	need := (size + 63) / 64
-	if !f.to.conn.IsMaster() {
-		need = count * ((size + ts.bufSize - 1) / max(ts.bufSize, 1))
-	}
-	if f.used > 0 && need > f.tx.Cap()-f.used {
-		if err := f.flush(q); err != nil {
-			return 0, err
-		}
-	}
-	var deadline time.Time
-	for spins := 0; ; spins++ {
-		got, err := f.to.conn.BufferAlloc(q, f.txAt[f.used], count, uint16(size))
-		if got > 0 {
-			f.stalled = false
-			return got, nil
-		}
-		if err != nil && !errors.Is(err, memif.ErrNoBufRing) {
-			return 0, err
-		}
-		if f.used > 0 { // batch or ring full: let the peer have what is ready
-			if err := f.flush(q); err != nil {
-				return 0, err
-			}
-			continue
-		}
-		switch now := time.Now(); {
-		case f.from.closing.Load() || f.to.closing.Load():
-			return 0, memif.ErrDisconnected
-		case f.stalled || f.b.stop.Load():
-			return 0, errRingFull
-		case deadline.IsZero():
-			deadline = now.Add(f.b.cfg.txWait)
-		case now.After(deadline):
-			f.stalled = true
-			return 0, errRingFull
-		}
-		if spins < 64 {
-			runtime.Gosched()
-		} else {
-			time.Sleep(20 * time.Microsecond)
-		}
-	}
-}
-
-// copyFrame writes frame s into tx buffers [x, end), which hold at least
-// s.size bytes. Buffers past the data (only if a run's buffers came out
-// shorter than expected) keep zero length inside the chain.
-func (f *forwarder) copyFrame(s src, x, end int) {
-	dst, off := x, 0
-	put := func(p []byte) {
-		for len(p) > 0 {
-			if off == f.tx.Len(dst) {
-				dst, off = dst+1, 0
-			}
-			c := copy(f.tx.Data(dst)[off:], p)
-			p, off = p[c:], off+c
-		}
-	}
-	if s.whole {
-		put(f.whole)
-	} else {
-		for i := s.i; i < s.end; i++ {
-			put(f.rx.Data(i))
-		}
-	}
-	f.tx.SetLen(dst, off)
-	for dst++; dst < end; dst++ {
-		f.tx.SetLen(dst, 0)
-	}
-}
-
-// flush sends the allocated buffers.
-func (f *forwarder) flush(q uint16) error {
-	if f.used == 0 {
-		return nil
-	}
-	frames := uint64(f.usedN)
-	_, err := f.to.conn.TxBurst(q, f.tx, f.used)
-	f.used, f.usedN = 0, 0
-	if err == nil || errors.Is(err, memif.ErrIntWrite) { // sent; only the peer's wake-up failed
-		f.ctr.forwarded.Add(frames)
-		return nil
-	}
-	f.ctr.down.Add(frames)
 	return err
 }
 
-// drop counts frames that will not be sent, and those allocated but unsent.
-func (f *forwarder) drop(n int, err error) {
-	if errors.Is(err, errRingFull) {
-		f.ctr.ringFull.Add(uint64(n))
-	} else {
-		f.ctr.down.Add(uint64(n))
+// open creates the side's Endpoint on its own socket.
+func (s *side) open(cfg config) error {
+	c := cfg.a
+	if s.name == "b" {
+		c = cfg.b
 	}
-	if f.used > 0 {
-		f.ctr.down.Add(uint64(f.usedN))
-		f.used, f.usedN = 0, 0
+	var err error
+	s.ep, err = memif.NewEndpoint(memif.EndpointConfig{
+		Socket: memif.SocketArgs{Path: c.socket, AppName: "memif-go-bridge"},
+		Conn: memif.ConnArgs{Secret: c.secret, IsMaster: c.role == "master", InterfaceID: uint32(c.id),
+			NumS2MRings: uint8(c.queues), NumM2SRings: uint8(c.queues), InterfaceName: "bridge-" + s.name},
+		Mode: memif.WaitAdaptive, Batch: cfg.burst, Reconnect: cfg.retry,
+		OnError: func(err error) { fmt.Fprintf(os.Stderr, "%s: %s: %v\n", name, s.name, err) },
+		OnLinkUp: func(l memif.Link) {
+			fmt.Fprintf(os.Stderr, "%s: %s up: %d rx / %d tx queue(s), %d-byte buffers\n",
+				name, s.name, l.RxQueues, l.TxQueues, l.BufferSize)
+		},
+		OnLinkDown: func(memif.Link) { fmt.Fprintf(os.Stderr, "%s: %s down\n", name, s.name) },
+	}, func(ctx context.Context, q *memif.Queue) error { return s.forward(ctx, q, cfg.txWait) })
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.name, err)
+	}
+	fmt.Fprintf(os.Stderr, "%s: %s: %s on %s\n", name, s.name, c.role, c.socket)
+	return nil
+}
+
+// forward is the handler of each of the side's queues: it copies every
+// frame received into Go memory and sends the burst's frames out of the
+// other side's tx queue of the same number (modulo its queue count). A
+// full tx ring holds this queue back up to txWait, then those frames are
+// dropped; frames for a side that is down are dropped at once.
+func (s *side) forward(ctx context.Context, q *memif.Queue, txWait time.Duration) error {
+	var data []byte
+	offs := []int32{0}
+	partial := false // the last frame in data continues in the next burst
+	for {
+		n, err := q.Receive(ctx)
+		if err != nil {
+			return err // the link went down (not counted as a failure) or worse
+		}
+		rx := q.Rx()
+		for i := 0; i < n; {
+			var next int
+			data, next = rx.AppendPacket(data, i, n)
+			if partial = rx.HasNext(next - 1); partial {
+				break // a chain the burst cut: completed by the next one
+			}
+			i = next
+			if size := len(data) - int(offs[len(offs)-1]); size > 0xffff {
+				s.ctr.oversize.Add(1)
+				data = data[:offs[len(offs)-1]]
+				continue
+			}
+			offs = append(offs, int32(len(data)))
+		}
+		if frames := len(offs) - 1; frames > 0 {
+			s.send(ctx, q.ID(), data, offs, txWait)
+			keep := data[offs[frames]:] // the start of a cut chain
+			data = append(data[:0], keep...)
+			offs = offs[:1]
+		}
+	}
+}
+
+// send hands one burst's frames to the other side and counts their fate.
+func (s *side) send(ctx context.Context, qid int, data []byte, offs []int32, txWait time.Duration) {
+	frames := uint64(len(offs) - 1)
+	l, up := s.to.ep.Link()
+	if !up {
+		s.ctr.down.Add(frames)
+		return
+	}
+	sent, err := s.to.ep.Send(ctx, qid%l.TxQueues, data, offs, txWait)
+	s.ctr.forwarded.Add(uint64(sent))
+	switch lost := frames - uint64(sent); {
+	case lost == 0:
+	case errors.Is(err, memif.ErrNoBufRing):
+		s.ctr.ringFull.Add(lost)
+	default:
+		s.ctr.down.Add(lost)
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,12 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/memif-go/memif"
-	"github.com/memif-go/memif/internal/exutil"
+	"github.com/memif-go/memif/internal/memiftest"
 	"github.com/memif-go/memif/internal/pkt"
 	"github.com/memif-go/memif/internal/proctest"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 )
 
 const frames = 20000
@@ -105,12 +102,12 @@ func TestBridgeLinkFlap(t *testing.T) {
 	}
 	pass(3, 1000)
 
-	require.NoError(t, b.conn.Delete())
+	require.NoError(t, b.Close())
 	require.True(t, br.Stderr.WaitFor(regexp.MustCompile(`b down`), 20*time.Second), "%s", br)
 	require.NoError(t, a.send(0, 4, 500, deadline))
 	require.True(t, br.Stdout.WaitFor(regexp.MustCompile(`(?m)^a->b forwarded 1000 ring-full 0 down 500 `), 20*time.Second), "%s", br)
 
-	b.open()
+	b = newPeer(t, pathB, true, 1)
 	br.waitUp(t, b)
 	require.True(t, br.Stderr.WaitFor(regexp.MustCompile(`(?s)b down.*b up`), 20*time.Second), "%s", br)
 	pass(5, 1000)
@@ -188,8 +185,7 @@ func startBridge(t *testing.T, args ...string) *bridgeProc {
 // not see up yet would be dropped.
 func (p *bridgeProc) waitUp(t *testing.T, ms ...*peer) {
 	for _, m := range ms {
-		_, err := m.ev.WaitUp(20 * time.Second)
-		require.NoError(t, err, "bridge: %s", p)
+		require.NoError(t, m.WaitUp(20*time.Second), "bridge: %s", p)
 	}
 	require.True(t, p.Stderr.WaitFor(regexp.MustCompile(`(?s)(a up.*b up)|(b up.*a up)`), 20*time.Second), "%s", p)
 }
@@ -230,190 +226,34 @@ func TestBridgeFlags(t *testing.T) {
 	}
 }
 
-// peer is one end of the test: an interface on its own socket.
-type peer struct {
-	t      *testing.T
-	sock   *memif.Socket
-	master bool
-	queues int
-	conn   *memif.Conn
-	ev     *exutil.Events
-	// views guards shared memory: OnDisconnect waits for the goroutines
-	// using it, since the regions are unmapped right after.
-	views sync.RWMutex
-	down  bool
-}
+// peer is one end of the test: an Endpoint on its own socket.
+type peer struct{ *memiftest.Peer }
 
 func newPeer(t *testing.T, path string, master bool, queues int) *peer {
-	sargs := &memif.SocketArgs{Path: path}
-	if !master {
-		sargs.ConnectionRequestTimer = 20 * time.Millisecond // until the bridge listens
+	// Every frame has the length its sequence number gives; streams 10 and
+	// up say which queue they must arrive on.
+	check := func(qid int, stream uint16, seq uint64, f []byte) error {
+		if len(f) != frameSize(seq) {
+			return fmt.Errorf("seq %d: %d bytes, want %d", seq, len(f), frameSize(seq))
+		}
+		if stream >= 10 && qid != int(stream%10) {
+			return fmt.Errorf("stream %d on queue %d", stream, qid)
+		}
+		return nil
 	}
-	sock, err := memif.CreateSocket(sargs)
-	require.NoError(t, err)
-	m := &peer{t: t, sock: sock, master: master, queues: queues}
-	m.open()
-	drv := exutil.Drive(sock)
-	t.Cleanup(func() {
-		m.conn.Delete()
-		drv.Stop()
-		sock.Delete()
-	})
-	return m
+	return &peer{memiftest.NewPeer(t, path, master, queues, check)}
 }
 
-// open creates the interface (again, after Delete).
-func (m *peer) open() {
-	m.ev = exutil.NewEvents()
-	m.down = false
-	args := memif.ConnArgs{Socket: m.sock, IsMaster: m.master, InterfaceName: "test",
-		NumS2MRings: uint8(m.queues), NumM2SRings: uint8(m.queues),
-		OnDisconnect: func(*memif.Conn) error {
-			m.views.Lock()
-			m.down = true
-			m.views.Unlock()
-			return nil
-		}}
-	m.ev.Wire(&args)
-	var err error
-	m.conn, err = memif.Create(&args)
-	require.NoError(m.t, err)
-}
-
-var errDown = errors.New("link went down")
-
-// send transmits count frames of stream, one allocation per frame (chains
-// need their own) and one tx burst per batch. A full ring is retried.
+// send transmits count frames of stream on queue q.
 func (m *peer) send(q, stream uint16, count int, deadline time.Time) error {
-	// A master's allocation is bounded for 64-byte segments (the slave chose
-	// the lengths) unless the batch holds a ring.
-	d, err := m.conn.Details()
-	if err != nil {
-		return err
-	}
-	bufs, err := memif.NewBuffers(int(d.TxQueues[q].RingSize))
-	if err != nil {
-		return err
-	}
-	defer bufs.Free()
-	at := make([]*memif.Buffers, bufs.Cap())
-	for i := range at {
-		at[i] = bufs.Slice(i, bufs.Cap())
-	}
-	scratch := make([]byte, 4000)
-	m.views.RLock()
-	defer m.views.RUnlock()
-	used, batch := 0, 0
-	flush := func() error {
-		if used == 0 {
-			return nil
-		}
-		_, err := m.conn.TxBurst(q, bufs, used)
-		used, batch = 0, 0
-		return err
-	}
-	for seq := uint64(0); seq < uint64(count); {
-		if m.down {
-			return errDown
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("sent %d of %d frames before the deadline", seq, count)
-		}
-		size := frameSize(seq)
-		if bufs.Cap()-used < (size+63)/64 || batch == 32 {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
-		n, err := m.conn.BufferAlloc(q, at[used], 1, uint16(size))
-		if n == 0 {
-			if !errors.Is(err, memif.ErrNoBufRing) {
-				return err
-			}
-			if err := flush(); err != nil {
-				return err
-			}
-			// Ring full: the bridge holds back. Let it run.
-			m.views.RUnlock()
-			runtime.Gosched()
-			m.views.RLock()
-			continue
-		}
-		frame := scratch[:size]
-		pkt.Fill(frame, stream, seq)
-		for i, off := used, 0; i < used+n; i++ {
-			off += copy(bufs.Data(i), frame[off:])
-		}
-		used += n
-		batch++
-		seq++
-	}
-	return flush()
+	return m.Send(int(q), count, func(seq uint64) []byte {
+		f := make([]byte, frameSize(seq))
+		pkt.Fill(f, stream, seq)
+		return f
+	}, deadline)
 }
 
-// receive takes frames of stream until count arrived, checking each
-// (content, length for its sequence number, order).
-func (m *peer) receive(q, stream uint16, count int, deadline time.Time) (pkt.Tracker, error) {
-	var tr pkt.Tracker
-	bufs, err := memif.NewBuffers(256)
-	if err != nil {
-		return tr, err
-	}
-	defer bufs.Free()
-	efd, err := m.conn.QueueEventFD(q)
-	if err != nil {
-		return tr, err
-	}
-	pfd := []unix.PollFd{{Fd: int32(efd), Events: unix.POLLIN}}
-	chain := make([]byte, 0, 8192)
-	refill, idle := 0, 0
-	for tr.Received < uint64(count) {
-		if time.Now().After(deadline) {
-			return tr, fmt.Errorf("received %d of %d frames before the deadline", tr.Received, count)
-		}
-		m.views.RLock()
-		if m.down {
-			m.views.RUnlock()
-			return tr, errDown
-		}
-		n, _, err := m.conn.RefillRxBurst(q, refill, 0, bufs, bufs.Cap())
-		refill = n
-		if err != nil {
-			m.views.RUnlock()
-			return tr, err
-		}
-		for i := 0; i < n; i++ {
-			chain = append(chain, bufs.Data(i)...)
-			if bufs.HasNext(i) { // may go on in the next burst
-				continue
-			}
-			s, seq, err := pkt.Check(chain)
-			if err == nil && s != stream {
-				err = fmt.Errorf("seq %d: stream %d, want %d", seq, s, stream)
-			}
-			if err == nil && len(chain) != frameSize(seq) {
-				err = fmt.Errorf("seq %d: %d bytes, want %d", seq, len(chain), frameSize(seq))
-			}
-			if err != nil {
-				m.views.RUnlock()
-				return tr, err
-			}
-			tr.See(seq)
-			chain = chain[:0]
-		}
-		m.views.RUnlock()
-		if n > 0 {
-			idle = 0
-		} else if idle++; idle < 64 {
-			runtime.Gosched()
-		} else {
-			unix.Poll(pfd, 10) // bounded: rx_burst may eat a racing interrupt
-		}
-	}
-	m.views.RLock()
-	defer m.views.RUnlock()
-	if !m.down {
-		m.conn.RefillQueue(q, refill, 0)
-	}
-	return tr, nil
+// receive waits for count frames of stream.
+func (m *peer) receive(_, stream uint16, count int, deadline time.Time) (pkt.Tracker, error) {
+	return m.Receive(stream, count, deadline)
 }

@@ -7,7 +7,7 @@
 //
 // With -echo it also sends every frame back out of the same interface, so
 // it can sit inline. As slave, single-buffer frames go back zero-copy
-// (BufferEnqTx moves the rx buffer onto the tx ring); chained frames, and
+// (Queue.Echo moves the rx buffer onto the tx ring); chained frames, and
 // all frames as master, are copied. A full tx ring holds reception back for
 // up to -tx-wait, then echoes are dropped.
 //
@@ -17,6 +17,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -33,8 +34,6 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 	"github.com/memif-go/memif"
-	"github.com/memif-go/memif/internal/exutil"
-	"golang.org/x/sys/unix"
 )
 
 const (
@@ -91,7 +90,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 		os.Exit(2)
 	}
-	c := &capturer{cfg: cfg, wake: make(chan struct{}, 1), done: make(chan struct{}), full: make(chan struct{})}
+	c := &capturer{cfg: cfg, full: make(chan struct{})}
 	err = c.run()
 	summary := os.Stdout
 	if cfg.file == "-" {
@@ -104,22 +103,13 @@ func main() {
 	}
 	fmt.Fprintln(summary)
 	if err != nil {
-		exutil.Fatal(name, err)
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(1)
 	}
 }
 
-// session is what one link-up negotiated.
-type session struct {
-	gen      uint64
-	rxQueues int
-	txQueues int
-	txRing   int
-	bufSize  int
-	efds     []int
-}
-
-// src is one received frame: rx buffers [i, end), or c.whole when its
-// chain began in an earlier burst.
+// src is one received frame: rx buffers [i, end), or the queue's gathered
+// chain (whole) when it began in an earlier burst.
 type src struct {
 	i, end, size int
 	whole        bool
@@ -127,42 +117,14 @@ type src struct {
 
 type capturer struct {
 	cfg  config
-	conn *memif.Conn
-	// views is held (read) while the capture goroutine touches shared
-	// memory and (write) by OnDisconnect, after which libmemif unmaps it.
-	views   sync.RWMutex
-	sess    atomic.Pointer[session]
-	closing atomic.Bool
-	gen     uint64
-	wake    chan struct{} // link up
-	stop    atomic.Bool
-	done    chan struct{} // closed when stopping
-	full    chan struct{} // closed when -c frames are in
-	stopFD  int
-
-	pw *pcapgo.Writer
+	ep   *memif.Endpoint
+	mu   sync.Mutex // the pcap writer: one burst at a time
+	pw   *pcapgo.Writer
+	full chan struct{} // closed when -c frames are in
+	once sync.Once
+	stop atomic.Bool // -c reached: nothing more is written or echoed
 
 	captured, echoed, zeroCopy, echoDrops atomic.Uint64
-
-	// capture goroutine state
-	rxq        []rxQueue
-	rx, tx     *memif.Buffers   // rx: the batch of the queue at hand
-	rxAt, txAt []*memif.Buffers // batch views from offset k
-	used       int              // tx buffers allocated, not sent
-	usedN      int              // frames in them
-	curGen     uint64           // session rxq belongs to
-	whole      []byte           // a chain cut off by a burst, once complete
-	chain      []byte
-	srcs       []src
-	stalled    bool
-}
-
-// rxQueue is the receive state of one rx queue.
-type rxQueue struct {
-	bufs   *memif.Buffers
-	at     []*memif.Buffers
-	refill int    // buffers of the last burst, given back by the next
-	part   []byte // head of a chain the last burst cut off
 }
 
 func (c *capturer) run() error {
@@ -180,253 +142,108 @@ func (c *capturer) run() error {
 	if err := c.pw.WriteFileHeader(snaplen, layers.LinkTypeEthernet); err != nil {
 		return err
 	}
-	stopFD, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	var err error
+	c.ep, err = memif.NewEndpoint(memif.EndpointConfig{
+		Socket: memif.SocketArgs{Path: c.cfg.socket, AppName: "memif-go-capture"},
+		Conn: memif.ConnArgs{Secret: c.cfg.secret, IsMaster: c.cfg.master, InterfaceID: uint32(c.cfg.id),
+			NumS2MRings: uint8(c.cfg.queues), NumM2SRings: uint8(c.cfg.queues), InterfaceName: "capture"},
+		Mode: memif.WaitAdaptive, Batch: c.cfg.burst, Reconnect: c.cfg.retry,
+		OnError: func(err error) { fmt.Fprintf(os.Stderr, "%s: %v\n", name, err) },
+		OnLinkUp: func(l memif.Link) {
+			fmt.Fprintf(os.Stderr, "%s: link up: %d rx queue(s), %d-byte buffers\n", name, l.RxQueues, l.BufferSize)
+		},
+		OnLinkDown: func(memif.Link) {
+			fmt.Fprintf(os.Stderr, "%s: link down (%d frames so far)\n", name, c.captured.Load())
+		},
+	}, c.serve)
 	if err != nil {
 		return err
 	}
-	defer unix.Close(stopFD)
-	c.stopFD = stopFD
-
-	sock, err := memif.CreateSocket(&memif.SocketArgs{Path: c.cfg.socket, AppName: "memif-go-capture",
-		ConnectionRequestTimer: c.cfg.retry})
-	if err != nil {
-		return err
-	}
-	defer sock.Delete()
-	c.conn, err = memif.Create(&memif.ConnArgs{Socket: sock, Secret: c.cfg.secret, IsMaster: c.cfg.master,
-		InterfaceID: uint32(c.cfg.id), NumS2MRings: uint8(c.cfg.queues), NumM2SRings: uint8(c.cfg.queues),
-		InterfaceName: "capture", OnConnect: c.onConnect, OnDisconnect: c.onDisconnect})
-	if err != nil {
-		return err
-	}
-	drv := exutil.Drive(sock)
-	defer drv.Stop()
-	defer c.conn.Delete() // before drv.Stop: the driver lets it in
 	role := "slave, connecting to"
 	if c.cfg.master {
 		role = "master, listening on"
 	}
 	fmt.Fprintf(os.Stderr, "%s: %s %s, writing %s\n", name, role, c.cfg.socket, c.cfg.file)
-
-	sigc := make(chan os.Signal, 1)
-	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigc)
-	errs := make(chan error, 1)
-	var wg sync.WaitGroup
-	wg.Add(1)
+	sig, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
-		defer wg.Done()
-		runtime.LockOSThread()
-		if err := c.capture(); err != nil {
-			errs <- err
-		}
-	}()
-	var runErr error
-loop:
-	for {
 		select {
-		case s := <-sigc:
-			fmt.Fprintf(os.Stderr, "%s: %v, stopping\n", name, s)
-			break loop
 		case <-c.full:
-			break loop
-		case runErr = <-errs:
-			break loop
-		case err := <-drv.Errs:
-			fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		case <-sig.Done():
+			fmt.Fprintf(os.Stderr, "%s: stopping\n", name)
 		}
-	}
-	c.stop.Store(true)
-	close(c.done)
-	one := [8]byte{1}
-	unix.Write(stopFD, one[:])
-	wg.Wait()
-	if c.cfg.echo {
-		c.drain(time.Second)
-	}
-	if err := bw.Flush(); err != nil && runErr == nil {
-		runErr = err
-	}
-	return runErr
-}
-
-func (c *capturer) onConnect(conn *memif.Conn) error {
-	d, err := conn.Details()
-	if err != nil {
-		return err
-	}
-	c.gen++
-	s := &session{gen: c.gen, rxQueues: len(d.RxQueues), txQueues: len(d.TxQueues)}
-	if s.rxQueues == 0 || s.txQueues == 0 {
-		return errors.New("link up without queues")
-	}
-	s.txRing, s.bufSize = int(d.TxQueues[0].RingSize), int(d.TxQueues[0].BufferSize)
-	for q := range s.rxQueues {
-		fd, err := conn.QueueEventFD(uint16(q))
-		if err != nil {
-			return err
+		c.stop.Store(true)
+		if c.cfg.echo { // let the peer take the last echoes off the rings
+			drain, stopDrain := context.WithTimeout(context.Background(), time.Second)
+			c.ep.Drain(drain)
+			stopDrain()
 		}
-		s.efds = append(s.efds, fd)
-	}
-	c.closing.Store(false)
-	c.sess.Store(s)
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
-	fmt.Fprintf(os.Stderr, "%s: link up: peer %q (%s), %d rx queue(s), %d-byte buffers\n",
-		name, d.RemoteIfName, d.RemoteInstName, s.rxQueues, s.bufSize)
-	return nil
-}
-
-func (c *capturer) onDisconnect(*memif.Conn) error {
-	c.closing.Store(true) // an echo waiting for ring space gives up
-	c.views.Lock()
-	c.sess.Store(nil)
-	c.views.Unlock()
-	fmt.Fprintf(os.Stderr, "%s: link down (%d frames so far)\n", name, c.captured.Load())
-	return nil
-}
-
-// capture receives on every rx queue until stopped.
-func (c *capturer) capture() error {
-	defer func() {
-		for _, r := range c.rxq {
-			r.bufs.Free()
-		}
-		if c.tx != nil {
-			c.tx.Free()
-		}
+		cancel()
 	}()
-	idle := 0
-	var pfd []unix.PollFd
-	for !c.stop.Load() {
-		c.views.RLock()
-		s := c.sess.Load()
-		if s == nil {
-			c.views.RUnlock()
-			select {
-			case <-c.wake:
-			case <-c.done:
-			}
-			continue
-		}
-		if s.gen != c.curGen {
-			if err := c.newSession(s); err != nil {
-				c.views.RUnlock()
-				return err
-			}
-		}
-		got, err := c.burst(s)
-		c.views.RUnlock()
+	err = c.ep.Run(ctx)
+	c.mu.Lock() // a handler may still write until Run returned
+	defer c.mu.Unlock()
+	if ferr := bw.Flush(); err == nil {
+		err = ferr
+	}
+	return err
+}
+
+// serve is the handler of each queue: it writes the frames received to the
+// file and, with -echo, sends them back out of the same queue.
+func (c *capturer) serve(ctx context.Context, q *memif.Queue) error {
+	var st rxState
+	for {
+		n, err := q.Receive(ctx)
 		if err != nil {
-			return err
+			return err // the link went down (not counted as a failure) or worse
 		}
-		if got > 0 {
-			idle = 0
-			continue
-		}
-		// Spin briefly, then sleep on the rx interrupts. Bounded: rx_burst
-		// may consume an interrupt that raced with its empty-ring check.
-		if idle++; idle < 64 {
-			runtime.Gosched()
-			continue
-		}
-		pfd = append(pfd[:0], unix.PollFd{Fd: int32(c.stopFD), Events: unix.POLLIN})
-		for _, fd := range s.efds {
-			pfd = append(pfd, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
-		}
-		unix.Poll(pfd, 10)
-	}
-	return nil
-}
-
-// newSession drops the state of the previous link (its buffers are gone)
-// and makes a batch for every rx queue.
-func (c *capturer) newSession(s *session) error {
-	c.curGen = s.gen
-	for i := range c.rxq {
-		c.rxq[i].refill, c.rxq[i].part = 0, c.rxq[i].part[:0]
-	}
-	for len(c.rxq) < s.rxQueues {
-		b, err := memif.NewBuffers(c.cfg.burst)
-		if err != nil {
-			return err
-		}
-		r := rxQueue{bufs: b, at: make([]*memif.Buffers, b.Cap())}
-		for k := range r.at {
-			r.at[k] = b.Slice(k, b.Cap())
-		}
-		c.rxq = append(c.rxq, r)
-	}
-	return nil
-}
-
-func isDown(err error) bool {
-	return errors.Is(err, memif.ErrDisconnected) || errors.Is(err, memif.ErrDeleted)
-}
-
-func (c *capturer) burst(s *session) (int, error) {
-	got := 0
-	for q := range s.rxQueues {
 		if c.stop.Load() {
-			break
-		}
-		r := &c.rxq[q]
-		c.rx, c.rxAt = r.bufs, r.at
-		n, _, err := c.conn.RefillRxBurst(uint16(q), r.refill, 0, c.rx, c.rx.Cap())
-		r.refill = n
-		if err != nil {
-			if isDown(err) {
-				return got, nil
-			}
-			return got, err
-		}
-		if n == 0 {
 			continue
 		}
-		got += n
-		if err := c.frames(q, n); err != nil {
-			return got, err
+		if err := c.frames(q.Rx(), n, &st); err != nil {
+			return err
 		}
-		if c.cfg.echo && len(c.srcs) > 0 {
-			if err := c.echo(uint16(q%s.txQueues), s); err != nil {
-				return got, err
-			}
+		if c.cfg.echo {
+			c.echo(ctx, q, &st)
 		}
 	}
-	return got, nil
 }
 
-// frames writes the n buffers just received on queue q to the file and
-// lists the frames in c.srcs.
-func (c *capturer) frames(q, n int) error {
-	c.srcs = c.srcs[:0]
-	part := c.rxq[q].part
+// rxState is one queue's receive state.
+type rxState struct {
+	srcs  []src  // the frames of the burst at hand
+	part  []byte // the head of a chain the last burst cut off
+	whole []byte // that chain, once complete
+	chain []byte // scratch for a chain within the burst
+}
+
+// frames writes the n buffers just received to the file and lists the
+// frames in st.srcs.
+func (c *capturer) frames(rx *memif.Buffers, n int, st *rxState) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st.srcs = st.srcs[:0]
 	for i := 0; i < n && !c.stop.Load(); {
-		end, size := c.rx.PacketEnd(i, n)
-		if c.rx.HasNext(end - 1) { // the chain goes on in the next burst
-			for j := i; j < end; j++ {
-				part = append(part, c.rx.Data(j)...)
-			}
+		end, size := rx.PacketEnd(i, n)
+		if rx.HasNext(end - 1) { // the chain goes on in the next burst
+			st.part, _ = rx.AppendPacket(st.part, i, n)
 			break
 		}
-		var frame []byte
+		frame := rx.Data(i) // written straight from shared memory
 		switch {
-		case len(part) > 0: // the end of a chain cut off last time
-			for j := i; j < end; j++ {
-				part = append(part, c.rx.Data(j)...)
-			}
-			c.whole, part = part, c.whole[:0]
-			frame = c.whole
-			c.srcs = append(c.srcs, src{size: len(frame), whole: true})
+		case len(st.part) > 0: // the end of a chain cut off last time
+			st.part, _ = rx.AppendPacket(st.part, i, n)
+			st.whole, st.part = st.part, st.whole[:0]
+			frame = st.whole
+			st.srcs = append(st.srcs, src{size: len(frame), whole: true})
 		case end-i > 1:
-			c.chain, _ = c.rx.AppendPacket(c.chain[:0], i, n)
-			frame = c.chain
-			c.srcs = append(c.srcs, src{i: i, end: end, size: size})
+			st.chain, _ = rx.AppendPacket(st.chain[:0], i, n)
+			frame = st.chain
+			st.srcs = append(st.srcs, src{i: i, end: end, size: size})
 		default:
-			frame = c.rx.Data(i) // written straight from shared memory
-			c.srcs = append(c.srcs, src{i: i, end: end, size: size})
+			st.srcs = append(st.srcs, src{i: i, end: end, size: size})
 		}
 		ci := gopacket.CaptureInfo{Timestamp: time.Now(), CaptureLength: min(len(frame), snaplen), Length: len(frame)}
 		if err := c.pw.WritePacket(ci, frame[:ci.CaptureLength]); err != nil {
@@ -434,217 +251,75 @@ func (c *capturer) frames(q, n int) error {
 		}
 		if total := c.captured.Add(1); c.cfg.count > 0 && total >= c.cfg.count {
 			c.stop.Store(true) // nothing more is written; this burst's echoes still go
-			close(c.full)
+			c.once.Do(func() { close(c.full) })
 		}
 		i = end
 	}
-	c.rxq[q].part = part
 	return nil
 }
 
-// echo sends c.srcs back out of tx queue q: runs of single-buffer frames
-// zero-copy on a slave, the rest copied.
-func (c *capturer) echo(q uint16, s *session) error {
-	if n := max(s.txRing, c.rx.Cap()); c.tx == nil || c.tx.Cap() < n {
-		if c.tx != nil {
-			c.tx.Free()
-		}
-		var err error
-		if c.tx, err = memif.NewBuffers(n); err != nil {
-			return err
-		}
-		c.txAt = make([]*memif.Buffers, n)
-		for k := range c.txAt {
-			c.txAt[k] = c.tx.Slice(k, n)
-		}
-	}
-	j := 0
-	var err error
-	for j < len(c.srcs) && err == nil {
-		sr := c.srcs[j]
-		if !c.cfg.master && !sr.whole && sr.end-sr.i == 1 {
-			k := j + 1
-			for k < len(c.srcs) && !c.srcs[k].whole && c.srcs[k].end-c.srcs[k].i == 1 {
-				k++
+// echo sends srcs back out of q: runs of single-buffer frames zero-copy on
+// a slave, the rest copied, in order. A full ring holds reception back up
+// to -tx-wait, then the echoes are dropped.
+func (c *capturer) echo(ctx context.Context, q *memif.Queue, st *rxState) {
+	rx, srcs := q.Rx(), st.srcs
+	single := func(sr src) bool { return !sr.whole && sr.end-sr.i == 1 && sr.size > 0 }
+	for j := 0; j < len(srcs); {
+		if sr := srcs[j]; c.cfg.master || !single(sr) {
+			b := q.Stage(sr.size)
+			switch {
+			case b == nil:
+				c.echoDrops.Add(1) // 0 bytes: nothing to allocate
+			case sr.whole:
+				copy(b, st.whole)
+			default:
+				for i, off := sr.i, 0; i < sr.end; i++ {
+					off += copy(b[off:], rx.Data(i))
+				}
 			}
-			var m int
-			m, err = c.enqueue(q, sr.i, k-j)
-			j += m
-			continue
-		}
-		if err = c.copyOut(q, sr, s); err == nil {
 			j++
-		}
-	}
-	if err == nil {
-		err = c.flush(q)
-	}
-	if err == nil {
-		return nil
-	}
-	// What was not sent is dropped; only surprises end the capture.
-	c.echoDrops.Add(uint64(len(c.srcs) - j + c.usedN))
-	c.used, c.usedN = 0, 0
-	if errors.Is(err, errRingFull) || isDown(err) {
-		return nil
-	}
-	return err
-}
-
-var errRingFull = errors.New("tx ring full")
-
-// enqueue moves up to n rx buffers from index i onto the tx ring and sends
-// them, zero-copy. It returns how many went, or why none could.
-func (c *capturer) enqueue(q uint16, i, n int) (int, error) {
-	if err := c.flush(q); err != nil { // ring order: earlier copies first
-		return 0, err
-	}
-	var m int
-	err := c.waitRing(q, func() (bool, error) {
-		var err error
-		m, err = c.conn.BufferEnqTx(q, c.rxAt[i], n)
-		return m > 0, err
-	})
-	if err != nil {
-		return 0, err
-	}
-	if _, err := c.conn.TxBurst(q, c.rxAt[i], m); err != nil && !errors.Is(err, memif.ErrIntWrite) {
-		return 0, err
-	}
-	c.echoed.Add(uint64(m))
-	c.zeroCopy.Add(uint64(m))
-	return m, nil
-}
-
-// copyOut copies frame sr into a chain of its size after the tx buffers in
-// use.
-func (c *capturer) copyOut(q uint16, sr src, s *session) error {
-	size := max(sr.size, 1) // memif_buffer_alloc gives nothing for 0 bytes
-	if size > 0xffff {
-		c.echoDrops.Add(1) // beyond one allocation
-		return nil
-	}
-	// The binding bounds an allocation by the batch left, for the worst
-	// case (64-byte segments on a master); at offset 0 the batch holds a
-	// ring and anything fits.
-	seg := s.bufSize
-	if c.cfg.master || seg == 0 {
-		seg = 64
-	}
-	if c.used > 0 && (size+seg-1)/seg > c.tx.Cap()-c.used {
-		if err := c.flush(q); err != nil {
-			return err
-		}
-	}
-	var got int
-	err := c.waitRing(q, func() (bool, error) {
-		var err error
-		got, err = c.conn.BufferAlloc(q, c.txAt[c.used], 1, uint16(size))
-		if got == 0 && err == nil && c.used > 0 { // the batch bound stopped it
-			err = memif.ErrNoBufRing
-		}
-		return got > 0, err
-	})
-	if err != nil {
-		return err
-	}
-	x, end, off := c.used, c.used+got, 0
-	put := func(p []byte) {
-		for len(p) > 0 {
-			if off == c.tx.Len(x) {
-				x, off = x+1, 0
-			}
-			n := copy(c.tx.Data(x)[off:], p)
-			p, off = p[n:], off+n
-		}
-	}
-	if sr.whole {
-		put(c.whole)
-	} else {
-		for i := sr.i; i < sr.end; i++ {
-			put(c.rx.Data(i))
-		}
-	}
-	for c.tx.SetLen(x, off); x+1 < end; x++ {
-		c.tx.SetLen(x+1, 0) // only if the peer's buffers were shorter than needed
-	}
-	c.used, c.usedN = end, c.usedN+1
-	return nil
-}
-
-// waitRing retries try while the tx ring is full, sending what is pending
-// and holding reception back, for up to -tx-wait.
-func (c *capturer) waitRing(q uint16, try func() (bool, error)) error {
-	var deadline time.Time
-	for spins := 0; ; spins++ {
-		ok, err := try()
-		if ok {
-			c.stalled = false
-			return nil
-		}
-		if err != nil && !errors.Is(err, memif.ErrNoBufRing) {
-			return err
-		}
-		if c.used > 0 {
-			if err := c.flush(q); err != nil {
-				return err
-			}
 			continue
 		}
-		switch now := time.Now(); {
-		case c.closing.Load():
-			return memif.ErrDisconnected
-		case c.stalled:
-			return errRingFull
-		case deadline.IsZero():
+		k := j + 1
+		for k < len(srcs) && single(srcs[k]) {
+			k++
+		}
+		c.flush(ctx, q) // ring order: earlier copies first
+		c.zeroCopyRun(ctx, q, srcs[j].i, k-j)
+		j = k
+	}
+	c.flush(ctx, q)
+}
+
+// zeroCopyRun moves n single-buffer frames from rx buffer i onto the tx
+// ring, waiting for ring space up to -tx-wait.
+func (c *capturer) zeroCopyRun(ctx context.Context, q *memif.Queue, i, n int) {
+	done := 0
+	var deadline time.Time
+	for done < n && ctx.Err() == nil {
+		m, err := q.Echo(i+done, n-done)
+		if err != nil {
+			break
+		}
+		if done += m; m > 0 {
+			deadline = time.Time{}
+			continue
+		}
+		if now := time.Now(); deadline.IsZero() {
 			deadline = now.Add(c.cfg.txWait)
-		case now.After(deadline):
-			c.stalled = true // drop at once until the ring moves again
-			return errRingFull
+		} else if now.After(deadline) {
+			break
 		}
-		if spins < 64 {
-			runtime.Gosched()
-		} else {
-			time.Sleep(20 * time.Microsecond)
-		}
+		runtime.Gosched()
 	}
+	c.echoed.Add(uint64(done))
+	c.zeroCopy.Add(uint64(done))
+	c.echoDrops.Add(uint64(n - done))
 }
 
-func (c *capturer) flush(q uint16) error {
-	if c.used == 0 {
-		return nil
-	}
-	_, err := c.conn.TxBurst(q, c.tx, c.used)
-	if err != nil && !errors.Is(err, memif.ErrIntWrite) {
-		return err
-	}
-	c.echoed.Add(uint64(c.usedN))
-	c.used, c.usedN = 0, 0
-	return nil
-}
-
-// drain waits until the peer took the echoed frames off the tx rings, so
-// they are not lost with the link when we leave.
-func (c *capturer) drain(timeout time.Duration) {
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for time.Now().Before(deadline) {
-		d, err := c.conn.Details()
-		if err != nil || len(d.TxQueues) == 0 {
-			return
-		}
-		pending := 0
-		for _, q := range d.TxQueues {
-			out := int(q.Head - q.Tail) // uint16 arithmetic: rings wrap
-			if d.IsMaster {
-				out = int(q.RingSize) - out // the slave returns buffers by moving head a ring ahead
-			}
-			pending += out
-		}
-		if pending == 0 {
-			return
-		}
-		<-tick.C
-	}
+func (c *capturer) flush(ctx context.Context, q *memif.Queue) {
+	staged := q.Staged()
+	sent, _ := q.FlushWait(ctx, c.cfg.txWait)
+	c.echoed.Add(uint64(sent))
+	c.echoDrops.Add(uint64(staged - sent))
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,19 +11,16 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
-	"github.com/memif-go/memif"
-	"github.com/memif-go/memif/internal/exutil"
+	"github.com/memif-go/memif/internal/memiftest"
 	"github.com/memif-go/memif/internal/pkt"
 	"github.com/memif-go/memif/internal/proctest"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 )
 
 // frame is test frame seq: 60..1513 bytes, and every 50th a 5000-byte
@@ -169,8 +165,7 @@ func startCapture(t *testing.T, args ...string) *captureProc {
 // waitUp waits for both ends of the link: the master's side is up before
 // the slave's.
 func (p *captureProc) waitUp(t *testing.T, m *peer) {
-	_, err := m.ev.WaitUp(20 * time.Second)
-	require.NoError(t, err, "capture: %s", p)
+	require.NoError(t, m.WaitUp(20*time.Second), "capture: %s", p)
 	require.True(t, p.Stderr.WaitFor(regexp.MustCompile(`link up`), 20*time.Second), "%s", p)
 }
 
@@ -184,170 +179,23 @@ func (p *captureProc) wait(t *testing.T) {
 	}
 }
 
-// peer is the test's end of the link.
-type peer struct {
-	conn *memif.Conn
-	ev   *exutil.Events
-	// views guards shared memory: OnDisconnect waits for the goroutines
-	// using it, since the regions are unmapped right after.
-	views sync.RWMutex
-	down  bool
-}
+// peer is the test's end of the link: an Endpoint.
+type peer struct{ *memiftest.Peer }
 
 func newPeer(t *testing.T, path string, master bool) *peer {
-	sargs := &memif.SocketArgs{Path: path}
-	if !master {
-		sargs.ConnectionRequestTimer = 20 * time.Millisecond // until capture listens
+	check := func(_ int, _ uint16, seq uint64, f []byte) error {
+		if !bytes.Equal(f, frame(seq)) {
+			return fmt.Errorf("frame %d differs from what was sent", seq)
+		}
+		return nil
 	}
-	sock, err := memif.CreateSocket(sargs)
-	require.NoError(t, err)
-	p := &peer{ev: exutil.NewEvents()}
-	args := memif.ConnArgs{Socket: sock, IsMaster: master, InterfaceName: "test",
-		OnDisconnect: func(*memif.Conn) error {
-			p.views.Lock()
-			p.down = true
-			p.views.Unlock()
-			return nil
-		}}
-	p.ev.Wire(&args)
-	p.conn, err = memif.Create(&args)
-	require.NoError(t, err)
-	drv := exutil.Drive(sock)
-	t.Cleanup(func() {
-		p.conn.Delete()
-		drv.Stop()
-		sock.Delete()
-	})
-	return p
+	return &peer{memiftest.NewPeer(t, path, master, 1, check)}
 }
 
-var errDown = errors.New("link went down")
+// send transmits frames 0..count-1.
+func (p *peer) send(count int, deadline time.Time) error { return p.Send(0, count, frame, deadline) }
 
-// send transmits frames 0..count-1, one allocation per frame (chains need
-// their own) and one tx burst per batch. A full ring is retried.
-func (p *peer) send(count int, deadline time.Time) error {
-	// A master's allocation is bounded for 64-byte segments (the slave chose
-	// the lengths) unless the batch holds a ring.
-	d, err := p.conn.Details()
-	if err != nil {
-		return err
-	}
-	bufs, err := memif.NewBuffers(int(d.TxQueues[0].RingSize))
-	if err != nil {
-		return err
-	}
-	defer bufs.Free()
-	at := make([]*memif.Buffers, bufs.Cap())
-	for i := range at {
-		at[i] = bufs.Slice(i, bufs.Cap())
-	}
-	p.views.RLock()
-	defer p.views.RUnlock()
-	used, batch := 0, 0
-	flush := func() error {
-		if used == 0 {
-			return nil
-		}
-		_, err := p.conn.TxBurst(0, bufs, used)
-		used, batch = 0, 0
-		return err
-	}
-	for seq := uint64(0); seq < uint64(count); {
-		if p.down {
-			return errDown
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("sent %d of %d frames before the deadline", seq, count)
-		}
-		f := frame(seq)
-		if bufs.Cap()-used < (len(f)+63)/64 || batch == 32 {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
-		n, err := p.conn.BufferAlloc(0, at[used], 1, uint16(len(f)))
-		if n == 0 {
-			if !errors.Is(err, memif.ErrNoBufRing) {
-				return err
-			}
-			if err := flush(); err != nil {
-				return err
-			}
-			p.views.RUnlock() // ring full: let the peer run
-			runtime.Gosched()
-			p.views.RLock()
-			continue
-		}
-		for i, off := used, 0; i < used+n; i++ {
-			off += copy(bufs.Data(i), f[off:])
-		}
-		used += n
-		batch++
-		seq++
-	}
-	return flush()
-}
-
-// receive takes count frames and checks each against what was sent.
+// receive waits for count frames.
 func (p *peer) receive(count int, deadline time.Time) (pkt.Tracker, error) {
-	var tr pkt.Tracker
-	bufs, err := memif.NewBuffers(256)
-	if err != nil {
-		return tr, err
-	}
-	defer bufs.Free()
-	efd, err := p.conn.QueueEventFD(0)
-	if err != nil {
-		return tr, err
-	}
-	pfd := []unix.PollFd{{Fd: int32(efd), Events: unix.POLLIN}}
-	chain := make([]byte, 0, 8192)
-	refill, idle := 0, 0
-	for tr.Received < uint64(count) {
-		if time.Now().After(deadline) {
-			return tr, fmt.Errorf("received %d of %d frames before the deadline", tr.Received, count)
-		}
-		p.views.RLock()
-		if p.down {
-			p.views.RUnlock()
-			return tr, errDown
-		}
-		n, _, err := p.conn.RefillRxBurst(0, refill, 0, bufs, bufs.Cap())
-		refill = n
-		if err != nil {
-			p.views.RUnlock()
-			return tr, err
-		}
-		for i := 0; i < n; i++ {
-			chain = append(chain, bufs.Data(i)...)
-			if bufs.HasNext(i) { // may go on in the next burst
-				continue
-			}
-			_, seq, err := pkt.Check(chain)
-			if err == nil && !bytes.Equal(chain, frame(seq)) {
-				err = fmt.Errorf("frame %d differs from what was sent", seq)
-			}
-			if err != nil {
-				p.views.RUnlock()
-				return tr, err
-			}
-			tr.See(seq)
-			chain = chain[:0]
-		}
-		p.views.RUnlock()
-		if n > 0 {
-			idle = 0
-		} else if idle++; idle < 64 {
-			runtime.Gosched()
-		} else {
-			unix.Poll(pfd, 10) // bounded: rx_burst may eat a racing interrupt
-		}
-	}
-	// Give the last burst back: capture waits for its echoes to drain.
-	p.views.RLock()
-	defer p.views.RUnlock()
-	if !p.down {
-		p.conn.RefillQueue(0, refill, 0)
-	}
-	return tr, nil
+	return p.Receive(7, count, deadline)
 }

@@ -5,6 +5,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,15 +14,12 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/memif-go/memif"
-	"github.com/memif-go/memif/internal/exutil"
 )
 
 const name = "icmp_responder"
@@ -101,7 +99,8 @@ func main() {
 	err = run(cfg, &st)
 	st.print(os.Stdout)
 	if err != nil {
-		exutil.Fatal(name, err)
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(1)
 	}
 }
 
@@ -116,7 +115,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&cfg.queues, "queues", 1, "queue pairs to ask for as slave (as master, the slave's count is taken)")
 	fs.StringVar(&ip, "ip", "192.168.1.2", "IPv4 address to answer for")
 	fs.StringVar(&mac, "mac", "02:fe:00:00:00:02", "MAC address of the interface")
-	fs.StringVar(&mode, "mode", "interrupt", "rx mode: interrupt (on libmemif's interrupt callback) or polling (a goroutine per queue)")
+	fs.StringVar(&mode, "mode", "interrupt", "rx mode: interrupt (each queue's goroutine parks until the peer signals) or polling (each queue's goroutine spins on a thread of its own)")
 	fs.IntVar(&cfg.burst, "burst", 256, "rx batch size in buffers (1..4096); a chain may span batches")
 	fs.DurationVar(&cfg.retry, "retry", time.Second, "as slave, connection request period while the master is away")
 	fs.Usage = func() {
@@ -149,272 +148,90 @@ func parseFlags(args []string) (config, error) {
 	return cfg, nil
 }
 
-// app owns the link sessions. Its callbacks all run on the control path
-// (the driver goroutine, or main's Delete), one at a time, so sess needs no
-// lock.
-type app struct {
-	cfg  config
-	st   *stats
-	errs chan error // non-fatal failures of queue goroutines, reported by main
-	sess *session
-}
-
-// session is one connect..disconnect of the link: a worker per rx queue and,
-// in polling mode, the goroutines driving them.
-type session struct {
-	workers []*worker
-	wg      sync.WaitGroup
-}
-
 func run(cfg config, st *stats) error {
-	sa := memif.SocketArgs{Path: cfg.socket, AppName: "memif-go-icmp-responder"}
-	if !cfg.master {
-		sa.ConnectionRequestTimer = cfg.retry
+	mode, rings := memif.WaitInterrupt, uint8(cfg.queues) // as master the slave decides (see memif.ConnArgs)
+	if cfg.polling {
+		mode = memif.WaitPoll
 	}
-	sock, err := memif.CreateSocket(&sa)
+	var ep *memif.Endpoint
+	ep, err := memif.NewEndpoint(memif.EndpointConfig{
+		Socket: memif.SocketArgs{Path: cfg.socket, AppName: "memif-go-icmp-responder"},
+		Conn: memif.ConnArgs{Secret: cfg.secret, IsMaster: cfg.master, InterfaceID: uint32(cfg.id),
+			NumS2MRings: rings, NumM2SRings: rings, InterfaceName: "icmp_responder"},
+		Mode: mode, Batch: cfg.burst, Reconnect: cfg.retry,
+		OnError: func(err error) { fmt.Fprintf(os.Stderr, "%s: %v\n", name, err) },
+		OnLinkUp: func(l memif.Link) {
+			peer := ""
+			if d, err := ep.Details(); err == nil {
+				peer = fmt.Sprintf(": peer %q (%s)", d.RemoteIfName, d.RemoteInstName)
+			}
+			fmt.Fprintf(os.Stderr, "%s: link up%s, %d rx / %d tx queue(s), %d-byte buffers\n",
+				name, peer, l.RxQueues, l.TxQueues, l.BufferSize)
+		},
+		OnLinkDown: func(memif.Link) {
+			fmt.Fprintf(os.Stderr, "%s: link down (icmp replies %d so far)\n", name, st.counts[icmpReply].Load())
+		},
+	}, func(ctx context.Context, q *memif.Queue) error { return serve(ctx, q, cfg, st) })
 	if err != nil {
 		return err
 	}
-	defer sock.Delete()
-	a := &app{cfg: cfg, st: st, errs: make(chan error, 16)}
-	rings := uint8(cfg.queues) // as master the slave decides (see memif.ConnArgs)
-	args := memif.ConnArgs{Socket: sock, Secret: cfg.secret, IsMaster: cfg.master, InterfaceID: uint32(cfg.id),
-		NumS2MRings: rings, NumM2SRings: rings, InterfaceName: "icmp_responder",
-		OnConnect: a.onConnect, OnDisconnect: a.onDisconnect}
-	if !cfg.polling {
-		args.OnInterrupt = a.onInterrupt
-	}
-	conn, err := memif.Create(&args)
-	if err != nil {
-		return err
-	}
-	drv := exutil.Drive(sock)
-	role, mode := "slave, connecting to", "interrupt"
+	role := "slave, connecting to"
 	if cfg.master {
 		role = "master, listening on"
 	}
-	if cfg.polling {
-		mode = "polling"
-	}
 	fmt.Fprintf(os.Stderr, "%s: %s %s (id %d), answering for %s at %s, %s mode\n",
-		name, role, cfg.socket, cfg.id, cfg.ip, cfg.mac, mode)
-
-	sigc := make(chan os.Signal, 1)
-	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigc)
-	for stop := false; !stop; {
-		select {
-		case s := <-sigc:
-			fmt.Fprintf(os.Stderr, "%s: %v, stopping\n", name, s)
-			stop = true
-		case err := <-drv.Errs:
-			fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
-		case err := <-a.errs:
-			fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
-		}
-	}
-	drv.Stop()
-	return conn.Delete() // ends the session (OnDisconnect) if the link is up
+		name, role, cfg.socket, cfg.id, cfg.ip, cfg.mac, map[bool]string{false: "interrupt", true: "polling"}[cfg.polling])
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	context.AfterFunc(ctx, func() { fmt.Fprintf(os.Stderr, "%s: stopping\n", name) })
+	return ep.Run(ctx)
 }
 
-func (a *app) report(err error) {
-	select {
-	case a.errs <- err:
-	default:
-	}
-}
-
-func (a *app) onConnect(c *memif.Conn) error {
-	d, err := c.Details()
-	if err != nil {
-		return err
-	}
-	if len(d.RxQueues) == 0 || len(d.TxQueues) == 0 {
-		return fmt.Errorf("peer negotiated %d rx and %d tx queues", len(d.RxQueues), len(d.TxQueues))
-	}
-	fmt.Fprintf(os.Stderr, "%s: link up: peer %q (%s), %d rx / %d tx queue(s), %d-byte buffers\n",
-		name, d.RemoteIfName, d.RemoteInstName, len(d.RxQueues), len(d.TxQueues), d.TxQueues[0].BufferSize)
-	s := &session{}
-	defer func() {
-		if s != nil { // failed half way: free what was made
-			s.end(a.st)
-		}
-	}()
-	for q := range d.RxQueues {
-		// A peer may give fewer tx than rx queues: replies then share them.
-		txq := d.TxQueues[q%len(d.TxQueues)]
-		w, err := newWorker(c, uint16(q), txq.QID, int(txq.RingSize), int(txq.BufferSize), a)
-		if err != nil {
-			return err
-		}
-		s.workers = append(s.workers, w)
-		if a.cfg.polling {
-			if err := c.SetRxMode(memif.RxModePolling, uint16(q)); err != nil {
-				return err
-			}
-		}
-	}
-	if a.cfg.polling {
-		// One goroutine per tx queue, serving the rx queues that reply on it
-		// (one each unless the peer gave fewer tx queues).
-		for t := range min(len(d.TxQueues), len(d.RxQueues)) {
-			var group []*worker
-			for q := t; q < len(s.workers); q += len(d.TxQueues) {
-				group = append(group, s.workers[q])
-			}
-			s.wg.Add(1)
-			go func(s *session) {
-				defer s.wg.Done()
-				runtime.LockOSThread()
-				if err := poll(group); err != nil {
-					a.report(fmt.Errorf("queue %d: %w", t, err))
-				}
-			}(s)
-		}
-	}
-	a.sess, s = s, nil
-	return nil
-}
-
-func (a *app) onDisconnect(c *memif.Conn) error {
-	msg := ""
-	if d, err := c.Details(); err == nil && d.Error != "" {
-		msg = ": " + d.Error
-	}
-	if a.sess != nil {
-		a.sess.end(a.st)
-		a.sess = nil
-	}
-	fmt.Fprintf(os.Stderr, "%s: link down%s (icmp replies %d so far)\n", name, msg, a.st.counts[icmpReply].Load())
-	return nil
-}
-
-// onInterrupt runs on the control path when rx queue qid has packets.
-func (a *app) onInterrupt(c *memif.Conn, qid uint16) error {
-	if a.sess == nil || int(qid) >= len(a.sess.workers) {
-		return nil
-	}
-	return a.sess.workers[qid].drain()
-}
-
-// end waits for the session's goroutines (the link is down, so their bursts
-// fail with ErrDisconnected) and frees its batches.
-func (s *session) end(st *stats) {
-	s.wg.Wait()
-	for _, w := range s.workers {
-		w.close(st)
-	}
-}
-
-// poll spins on its rx queues until the link goes down.
-func poll(group []*worker) error {
-	refill := make([]int, len(group))
-	for {
-		busy := false
-		for i, w := range group {
-			n, _, err := w.conn.RefillRxBurst(w.qid, refill[i], 0, w.rx, w.rx.Cap())
-			if errors.Is(err, memif.ErrDisconnected) || errors.Is(err, memif.ErrDeleted) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			refill[i] = n
-			if n > 0 {
-				busy = true
-				w.handle(n)
-			}
-		}
-		if !busy {
-			runtime.Gosched()
-		}
-	}
-}
-
-// maxFrame is the largest frame handled: BufferAlloc sizes are uint16.
+// maxFrame is the largest frame handled: a memif packet is at most 65535 bytes.
 const maxFrame = 0xffff
 
-// worker answers the packets of one rx queue on one tx queue, for one
-// session. Only one goroutine uses it at a time.
+// worker answers the frames of one queue for one link.
 type worker struct {
-	a        *app
-	conn     *memif.Conn
-	qid, txq uint16
-	bufSize  int // negotiated buffer size: bytes per chain segment
-	resp     *responder
-	rx, tx   *memif.Buffers
-	slices   []*memif.Buffers // slices[i] is tx from i on, made on first use
-
-	chain    []byte // a chained frame gathered across buffers (and bursts)
-	inChain  bool   // the last burst ended inside a chain
-	tooLong  bool   // the chain grew beyond maxFrame: dropped when it ends
-	txBufs   int    // buffers allocated in tx, not yet sent
-	txFrames [2]int // replies (by verdict) in those buffers
+	q       *memif.Queue
+	st      *stats
+	resp    *responder
+	chain   []byte    // a chained frame gathered across buffers (and bursts)
+	inChain bool      // the last burst ended inside a chain
+	tooLong bool      // the chain grew beyond maxFrame: dropped when it ends
+	staged  []verdict // what each staged reply answers, in order
 }
 
-func newWorker(c *memif.Conn, qid, txq uint16, ringSize, bufSize int, a *app) (*worker, error) {
-	rx, err := memif.NewBuffers(a.cfg.burst)
-	if err != nil {
-		return nil, err
-	}
-	// A batch of the whole tx ring: allocating into it from index i, at most
-	// ring-i slots are free, so BufferAlloc never writes past its end.
-	tx, err := memif.NewBuffers(max(ringSize, 1))
-	if err != nil {
-		rx.Free()
-		return nil, err
-	}
-	if bufSize == 0 {
-		bufSize = 64 // unknown: the binding's own worst case for BufferAlloc
-	}
-	return &worker{a: a, conn: c, qid: qid, txq: txq, bufSize: bufSize,
-		resp: newResponder(a.cfg.mac, a.cfg.ip), rx: rx, tx: tx,
-		slices: make([]*memif.Buffers, tx.Cap()), chain: make([]byte, 0, 9216)}, nil
-}
-
-// close counts a chain the disconnect cut short and frees the batches.
-func (w *worker) close(st *stats) {
-	if w.inChain {
-		st.rx.Add(1)
-		st.count(dropLinkDown, 1)
-	}
-	w.rx.Free()
-	w.tx.Free()
-}
-
-// drain answers everything waiting on the rx queue (interrupt mode).
-func (w *worker) drain() error {
+// serve is the Endpoint's handler: it answers until the link goes down.
+func serve(ctx context.Context, q *memif.Queue, cfg config, st *stats) error {
+	w := &worker{q: q, st: st, resp: newResponder(cfg.mac, cfg.ip), chain: make([]byte, 0, 9216)}
 	for {
-		n, more, err := w.conn.RxBurst(w.qid, w.rx, w.rx.Cap())
+		n, err := q.Receive(ctx)
 		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return nil
+			if w.inChain { // a chain the link-down cut short
+				st.rx.Add(1)
+				st.count(dropLinkDown, 1)
+			}
+			return err // the link went down (not counted as a failure) or worse
 		}
 		w.handle(n)
-		if err := w.conn.RefillQueue(w.qid, n, 0); err != nil {
-			return err
-		}
-		if !more {
-			return nil
-		}
+		w.flush()
 	}
 }
 
-// handle answers the frames in rx[0:n]; a chain the burst cuts is kept for
-// the next one. Views into rx are only read here, before the refill.
+// handle answers the frames in Rx()[0:n]; a chain the burst cuts is kept
+// for the next one. Views are only read here, before the next Receive.
 func (w *worker) handle(n int) {
+	rx := w.q.Rx()
 	for i := 0; i < n; {
-		end, size := w.rx.PacketEnd(i, n)
-		frame := w.rx.Data(i) // one buffer: parsed in place, in shared memory
-		if w.inChain || w.rx.HasNext(i) {
+		end, size := rx.PacketEnd(i, n)
+		frame := rx.Data(i) // one buffer: parsed in place, in shared memory
+		if w.inChain || rx.HasNext(i) {
 			if len(w.chain)+size <= maxFrame {
-				w.chain, _ = w.rx.AppendPacket(w.chain, i, n)
+				w.chain, _ = rx.AppendPacket(w.chain, i, n)
 			} else {
 				w.tooLong = true
 			}
-			if w.inChain = w.rx.HasNext(end - 1); w.inChain {
+			if w.inChain = rx.HasNext(end - 1); w.inChain {
 				break // continues in the next burst
 			}
 			frame = w.chain
@@ -423,71 +240,44 @@ func (w *worker) handle(n int) {
 		w.answer(frame)
 		w.chain, w.tooLong = w.chain[:0], false
 	}
-	w.flush()
 }
 
-// answer builds the reply to frame and queues it in tx.
+// answer stages the reply to frame.
 func (w *worker) answer(frame []byte) {
-	st := w.a.st
-	st.rx.Add(1)
+	w.st.rx.Add(1)
 	if w.tooLong {
-		st.count(dropTooBig, 1)
+		w.st.count(dropTooBig, 1)
 		return
 	}
 	v, reply := w.resp.reply(frame)
-	if v != arpReply && v != icmpReply {
-		st.count(v, 1)
-		return
-	}
-	if len(reply) > maxFrame {
-		st.count(dropTooBig, 1)
-		return
-	}
-	if w.txBufs+(len(reply)+w.bufSize-1)/w.bufSize > w.tx.Cap() {
-		w.flush()
-	}
-	b := w.slices[w.txBufs]
-	if b == nil {
-		b = w.tx.Slice(w.txBufs, w.tx.Cap())
-		w.slices[w.txBufs] = b
-	}
-	// One packet: a chain as long as the reply needs, or nothing.
-	k, err := w.conn.BufferAlloc(w.txq, b, 1, uint16(len(reply)))
-	if err != nil {
-		w.txDrop(err, 1)
-		return
-	}
-	for j, off := 0, 0; j < k; j++ {
-		off += copy(b.Data(j), reply[off:])
-	}
-	w.txBufs += k
-	w.txFrames[v]++
-}
-
-// flush sends what answer queued.
-func (w *worker) flush() {
-	if w.txBufs == 0 {
-		return
-	}
-	_, err := w.conn.TxBurst(w.txq, w.tx, w.txBufs)
-	if err != nil {
-		w.txDrop(err, uint64(w.txFrames[arpReply]+w.txFrames[icmpReply]))
-	} else {
-		w.a.st.count(arpReply, uint64(w.txFrames[arpReply]))
-		w.a.st.count(icmpReply, uint64(w.txFrames[icmpReply]))
-	}
-	w.txBufs, w.txFrames = 0, [2]int{}
-}
-
-// txDrop counts n replies lost to a transmit error.
-func (w *worker) txDrop(err error, n uint64) {
 	switch {
-	case errors.Is(err, memif.ErrNoBufRing):
-		w.a.st.count(dropTxRingFull, n)
-	case errors.Is(err, memif.ErrDisconnected), errors.Is(err, memif.ErrDeleted):
-		w.a.st.count(dropLinkDown, n)
+	case v != arpReply && v != icmpReply:
+		w.st.count(v, 1)
+	case len(reply) > maxFrame:
+		w.st.count(dropTooBig, 1)
 	default:
-		w.a.st.count(dropTxError, n)
-		w.a.report(err)
+		w.q.Append(reply)
+		w.staged = append(w.staged, v)
 	}
+}
+
+// flush sends the staged replies without waiting: what a full ring cannot
+// take is dropped, as a network interface does.
+func (w *worker) flush() {
+	sent, err := w.q.FlushNow()
+	for _, v := range w.staged[:sent] {
+		w.st.count(v, 1)
+	}
+	lost := uint64(len(w.staged) - sent)
+	switch {
+	case lost == 0:
+	case err == nil:
+		w.st.count(dropTxRingFull, lost)
+	case errors.Is(err, memif.ErrDisconnected), errors.Is(err, memif.ErrDeleted):
+		w.st.count(dropLinkDown, lost)
+	default:
+		w.st.count(dropTxError, lost)
+		fmt.Fprintf(os.Stderr, "%s: queue %d: %v\n", name, w.q.ID(), err)
+	}
+	w.staged = w.staged[:0]
 }

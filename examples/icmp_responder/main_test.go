@@ -16,7 +16,7 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/memif-go/memif"
-	"github.com/memif-go/memif/internal/exutil"
+	"github.com/memif-go/memif/internal/memiftest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -46,6 +46,9 @@ func TestEndToEnd(t *testing.T) {
 		{"polling", []string{"-mode", "polling", "-burst", "3"}, 1, false},
 		{"queues2", []string{"-queues", "2", "-burst", "3"}, 2, false},
 		{"master-polling-queues2", []string{"-master", "-mode", "polling"}, 2, true},
+		// A slave whose rx queues are in polling mode never asks us for
+		// interrupts (as gomemif): our replies must not depend on them.
+		{"master-interrupt-peer-polls", []string{"-master"}, 1, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			path := fmt.Sprintf("@icmp-test-%d-%s", os.Getpid(), c.name)
@@ -59,6 +62,9 @@ func TestEndToEnd(t *testing.T) {
 				p.connectAsync() // our request timer retries until it listens
 			}
 			p.waitUp()
+			if c.master {
+				p.pollRx()
+			}
 
 			// Junk first: replies come back in order on a queue, so once the
 			// ARP reply is in, the responder has judged these three too.
@@ -76,6 +82,9 @@ func TestEndToEnd(t *testing.T) {
 			p.disconnect() // the responder must wait for us and come back
 			p.connectAsync()
 			p.waitUp()
+			if c.master {
+				p.pollRx()
+			}
 			p.pingRound(25, 25, 0xcafe)
 
 			require.NoError(t, child.cmd.Process.Signal(os.Interrupt))
@@ -153,10 +162,13 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// pinger is this test's end of the link, driven with the binding.
+// pinger is this test's end of the link, driven with the binding on a
+// Loop.
 type pinger struct {
 	t      *testing.T
-	ev     *exutil.Events
+	loop   *memif.Loop
+	up     chan *memif.Conn
+	down   chan *memif.Conn
 	args   memif.ConnArgs
 	conn   *memif.Conn
 	queues int
@@ -177,28 +189,20 @@ func newPinger(t *testing.T, path string, master bool, queues int) *pinger {
 	if !master {
 		sa.ConnectionRequestTimer = 50 * time.Millisecond
 	}
-	sock, err := memif.CreateSocket(&sa)
-	require.NoError(t, err)
-	p := &pinger{t: t, ev: exutil.NewEvents(), queues: queues,
+	loop := memiftest.StartLoop(t, sa)
+	p := &pinger{t: t, loop: loop, up: make(chan *memif.Conn, 8), down: make(chan *memif.Conn, 8), queues: queues,
 		chain: make([][]byte, queues), segs: make([]int, queues)}
-	p.args = memif.ConnArgs{Socket: sock, IsMaster: master, NumS2MRings: uint8(queues),
-		NumM2SRings: uint8(queues), InterfaceName: "pinger"}
-	p.ev.Wire(&p.args)
+	p.args = memif.ConnArgs{Socket: loop.Socket(), IsMaster: master, NumS2MRings: uint8(queues),
+		NumM2SRings: uint8(queues), InterfaceName: "pinger",
+		OnConnect:    func(c *memif.Conn) error { p.up <- c; return nil },
+		OnDisconnect: func(c *memif.Conn) error { p.down <- c; return nil }}
 	// Batches of the whole (default 1024) ring: any allocation fits.
+	var err error
 	p.tx, err = memif.NewBuffers(1024)
 	require.NoError(t, err)
 	p.rx, err = memif.NewBuffers(1024)
 	require.NoError(t, err)
-	drv := exutil.Drive(sock)
 	t.Cleanup(func() {
-		if p.conn != nil {
-			assert.NoError(t, p.conn.Delete())
-		}
-		drv.Stop()
-		for len(drv.Errs) > 0 {
-			t.Logf("pinger control path: %v", <-drv.Errs)
-		}
-		assert.NoError(t, sock.Delete())
 		p.tx.Free()
 		p.rx.Free()
 	})
@@ -212,8 +216,12 @@ func (p *pinger) connectAsync() {
 }
 
 func (p *pinger) waitUp() {
-	c, err := p.ev.WaitUp(15 * time.Second)
-	require.NoError(p.t, err)
+	var c *memif.Conn
+	select {
+	case c = <-p.up:
+	case <-time.After(15 * time.Second):
+		p.t.Fatal("no link within 15s")
+	}
 	require.Same(p.t, p.conn, c)
 	d, err := c.Details()
 	require.NoError(p.t, err)
@@ -225,12 +233,20 @@ func (p *pinger) disconnect() {
 	require.NoError(p.t, p.conn.Delete())
 	p.conn = nil
 	select { // OnDisconnect ran inside Delete
-	case <-p.ev.Down:
+	case <-p.down:
 	default:
 		p.t.Fatal("Delete of a connected interface did not run OnDisconnect")
 	}
 	for q := range p.chain {
 		require.Empty(p.t, p.chain[q], "a chain was cut by the disconnect")
+	}
+}
+
+// pollRx puts our rx queues in polling mode: the responder is then never
+// asked to signal us.
+func (p *pinger) pollRx() {
+	for q := range uint16(p.queues) {
+		require.NoError(p.t, p.conn.SetRxMode(memif.RxModePolling, q))
 	}
 }
 

@@ -6,6 +6,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -83,136 +84,106 @@ func (cfg *config) validate() error {
 }
 
 func run(cfg config, c *counters) (time.Duration, error) {
-	sock, err := memif.CreateSocket(&memif.SocketArgs{Path: cfg.socket, AppName: "memif-go-loopback"})
+	loop, err := memif.NewLoop(&memif.LoopArgs{Socket: memif.SocketArgs{Path: cfg.socket, AppName: "memif-go-loopback"}})
 	if err != nil {
 		return 0, err
 	}
-	defer sock.Delete()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	loopDone := make(chan error, 1)
+	go func() { loopDone <- loop.Run(ctx) }()
+
 	// Buffers hold a whole frame: no chains in this demo.
-	bufSize := uint16(max(2048, (cfg.size+127)&^127))
-	up := make(chan *memif.Conn, 2)
-	args := memif.ConnArgs{Socket: sock, NumS2MRings: uint8(cfg.queues), NumM2SRings: uint8(cfg.queues),
-		BufferSize: bufSize, Log2RingSize: 11, InterfaceName: "loopback",
-		OnConnect: func(c *memif.Conn) error { up <- c; return nil }}
+	args := memif.ConnArgs{NumS2MRings: uint8(cfg.queues), NumM2SRings: uint8(cfg.queues),
+		BufferSize: uint16(max(2048, (cfg.size+127)&^127)), Log2RingSize: 11, InterfaceName: "loopback"}
 	margs := args
 	margs.IsMaster = true
-	master, err := memif.Create(&margs)
-	if err != nil {
-		return 0, err
-	}
-	defer master.Delete()
-	slave, err := memif.Create(&args)
-	if err != nil {
-		return 0, err
-	}
-	defer slave.Delete()
-
-	// This goroutine drives the control path until both ends are up, then
-	// polls lightly in the background for link events.
-	deadline := time.Now().Add(5 * time.Second)
-	for n := 0; n < 2; {
-		if err := sock.PollEvent(100 * time.Millisecond); err != nil {
-			return 0, err
-		}
-		select {
-		case <-up:
-			n++
-		default:
-		}
-		if time.Now().After(deadline) {
-			return 0, errors.New("master and slave did not connect within 5s")
-		}
-	}
-	stopCtl := make(chan struct{})
-	ctlDone := make(chan error, 1)
-	go func() {
-		for {
-			select {
-			case <-stopCtl:
-				ctlDone <- nil
-				return
-			default:
-			}
-			if err := sock.PollEvent(50 * time.Millisecond); err != nil {
-				ctlDone <- err
-				return
-			}
-		}
-	}()
-
 	var stop atomic.Bool
 	if cfg.duration > 0 {
 		time.AfterFunc(cfg.duration, func() { stop.Store(true) })
 	}
-	start := time.Now()
-	var wg sync.WaitGroup
-	errs := make(chan error, 2*cfg.queues)
-	var sendersLeft atomic.Int32
-	sendersLeft.Store(int32(cfg.queues))
-	for q := 0; q < cfg.queues; q++ {
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			defer sendersLeft.Add(-1)
-			runtime.LockOSThread()
-			errs <- send(master, uint16(q), cfg, &stop, c)
-		}()
-		go func() {
-			defer wg.Done()
-			runtime.LockOSThread()
-			errs <- receive(slave, uint16(q), cfg, func() bool { return sendersLeft.Load() == 0 }, c)
-		}()
+	// sent[q] ends when queue q's sender is done: its receiver then drains.
+	sent := make([]context.Context, cfg.queues)
+	sentDone := make([]context.CancelFunc, cfg.queues)
+	for q := range sent {
+		sent[q], sentDone[q] = context.WithCancel(ctx)
 	}
+	errs := make(chan error, 2*cfg.queues)
+	var received sync.WaitGroup
+	received.Add(cfg.queues)
+	// Handlers report errors here instead of returning them: the Endpoint
+	// would restart them, and the counts would start over.
+	master, err := memif.NewEndpoint(memif.EndpointConfig{Loop: loop, Conn: margs, Mode: memif.WaitPoll},
+		func(ctx context.Context, q *memif.Queue) error {
+			errs <- send(ctx, q, cfg, &stop, c)
+			sentDone[q.ID()]()
+			return nil
+		})
+	if err != nil {
+		return 0, err
+	}
+	slave, err := memif.NewEndpoint(memif.EndpointConfig{Loop: loop, Conn: args, Mode: memif.WaitPoll, Batch: 256},
+		func(ctx context.Context, q *memif.Queue) error {
+			errs <- receive(sent[q.ID()], q, cfg, c)
+			received.Done()
+			return nil
+		})
+	if err != nil {
+		return 0, err
+	}
+	for _, ep := range []*memif.Endpoint{master, slave} {
+		go ep.Run(ctx)
+		defer ep.Close()
+	}
+	up, upCancel := context.WithTimeout(ctx, 5*time.Second)
+	defer upCancel()
+	if _, err := slave.WaitUp(up); err != nil {
+		return 0, errors.New("master and slave did not connect within 5s")
+	}
+	start := time.Now()
 	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	go func() { received.Wait(); close(done) }()
 	progress(done, start, c)
 	elapsed := time.Since(start)
-	close(stopCtl)
-	close(errs)
-	var firstErr error
-	for err := range errs {
-		if err != nil && firstErr == nil {
-			firstErr = err
+	cancel()
+	err = <-loopDone
+	for range 2 * cfg.queues {
+		if e := <-errs; e != nil && err == nil {
+			err = e
 		}
 	}
-	if err := <-ctlDone; err != nil && firstErr == nil {
-		firstErr = err
-	}
-	return elapsed, firstErr
+	return elapsed, err
 }
 
 // send transmits frames on queue q until the count is reached or stop.
-func send(conn *memif.Conn, q uint16, cfg config, stop *atomic.Bool, c *counters) error {
-	bufs, err := memif.NewBuffers(cfg.burst)
-	if err != nil {
-		return err
-	}
-	defer bufs.Free()
-	scratch := make([]byte, cfg.size)
+func send(ctx context.Context, q *memif.Queue, cfg config, stop *atomic.Bool, c *counters) error {
 	var seq uint64
 	for (cfg.count == 0 || seq < cfg.count) && !stop.Load() {
 		want := cfg.burst
 		if cfg.count > 0 {
 			want = int(min(uint64(want), cfg.count-seq))
 		}
-		n, err := conn.BufferAlloc(q, bufs, want, uint16(cfg.size))
-		if err != nil && !errors.Is(err, memif.ErrNoBufRing) {
+		var n int
+		var err error
+		if cfg.copyMode {
+			for i := range want {
+				pkt.Fill(q.Stage(cfg.size), uint16(q.ID()), seq+uint64(i)) // Go memory, copied by Flush
+			}
+			n, err = q.Flush(ctx)
+		} else {
+			n, err = q.Alloc(want, cfg.size)
+			for i := range n {
+				pkt.Fill(q.Tx().Data(i), uint16(q.ID()), seq+uint64(i)) // written in shared memory
+			}
+			if err == nil {
+				n, err = q.Send(n)
+			}
+		}
+		if err != nil {
 			return err
 		}
 		if n == 0 {
 			runtime.Gosched() // ring full: the receiver is behind
-			continue
-		}
-		for i := 0; i < n; i++ {
-			if cfg.copyMode {
-				pkt.Fill(scratch, q, seq+uint64(i))
-				copy(bufs.Data(i), scratch)
-			} else {
-				pkt.Fill(bufs.Data(i), q, seq+uint64(i)) // written in shared memory
-			}
-		}
-		if _, err := conn.TxBurst(q, bufs, n); err != nil {
-			return err
 		}
 		seq += uint64(n)
 		c.sent.Add(uint64(n))
@@ -220,43 +191,35 @@ func send(conn *memif.Conn, q uint16, cfg config, stop *atomic.Bool, c *counters
 	return nil
 }
 
-// receive verifies frames on queue q until the senders are done and the
-// ring is drained.
-func receive(conn *memif.Conn, q uint16, cfg config, sendersDone func() bool, c *counters) error {
-	bufs, err := memif.NewBuffers(256)
-	if err != nil {
-		return err
-	}
-	defer bufs.Free()
+// receive verifies frames on queue q until its sender is done (sent ends)
+// and the ring is drained.
+func receive(sent context.Context, q *memif.Queue, cfg config, c *counters) error {
 	scratch := make([]byte, 0, 65536)
 	var tr pkt.Tracker
-	refill, idle := 0, 0
+	drained := false
 	for {
-		n, _, err := conn.RefillRxBurst(q, refill, 0, bufs, bufs.Cap())
+		n, err := q.Receive(sent)
 		if err != nil {
-			return err
-		}
-		refill = n
-		if n == 0 {
-			// Drained: finish once the senders stopped and a few more polls
-			// found nothing (the last burst may still be landing).
-			if sendersDone() {
-				if idle++; idle > 1000 {
-					break
-				}
+			if sent.Err() == nil {
+				return err
 			}
-			runtime.Gosched()
+			// Done when a Receive begun after the sender finished found the
+			// ring empty.
+			if drained {
+				return nil
+			}
+			drained = true
 			continue
 		}
-		idle = 0
+		drained = false
 		var corrupt, lost, reordered uint64
-		for i := 0; i < n; i++ {
-			frame := bufs.Data(i)
+		for i := range n {
+			frame := q.Rx().Data(i)
 			if cfg.copyMode {
 				frame = append(scratch[:0], frame...)
 			}
 			stream, seq, err := pkt.Check(frame)
-			if err != nil || stream != q {
+			if err != nil || stream != uint16(q.ID()) {
 				corrupt++
 				continue
 			}
@@ -270,7 +233,6 @@ func receive(conn *memif.Conn, q uint16, cfg config, sendersDone func() bool, c 
 		c.lost.Add(lost)
 		c.reordered.Add(reordered)
 	}
-	return conn.RefillQueue(q, refill, 0)
 }
 
 // progress prints one live line on a terminal until done.

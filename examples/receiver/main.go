@@ -13,19 +13,18 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/memif-go/memif"
-	"github.com/memif-go/memif/internal/exutil"
 	"github.com/memif-go/memif/internal/pkt"
 	"golang.org/x/sys/unix"
 )
@@ -90,7 +89,8 @@ func main() {
 	err := run(cfg, &st)
 	fmt.Println(st.summary())
 	if err != nil {
-		exutil.Fatal(name, err)
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(1)
 	}
 	if st.bad() {
 		os.Exit(1)
@@ -115,226 +115,114 @@ func (cfg *config) validate() error {
 	return nil
 }
 
-// receiver owns the link sessions: one per connect, each with a goroutine
-// per rx queue. Sessions start in OnConnect and end in OnDisconnect, both on
-// the driver goroutine, so two sessions never share a queue.
+// receiver counts what every queue handler verified.
 type receiver struct {
-	cfg   config
-	st    *stats
-	errs  chan error // failures of queue goroutines
-	done  chan struct{}
-	once  sync.Once
-	mu    sync.Mutex
-	sess  *session
-	final bool // no new sessions: we are shutting down
-}
-
-type session struct {
-	stop        atomic.Bool
-	wg          sync.WaitGroup
-	first, last atomic.Int64 // unix ns of the first and latest burst: rates ignore idle links
+	cfg         config
+	st          *stats
+	done        chan struct{} // closed once -c packets arrived
+	once        sync.Once
+	first, last atomic.Int64 // unix ns of the link's first and latest burst: rates ignore idle links
 }
 
 func run(cfg config, st *stats) error {
-	sock, err := memif.CreateSocket(&memif.SocketArgs{Path: cfg.socket, AppName: "memif-go-receiver",
-		ConnectionRequestTimer: cfg.retry})
+	r := &receiver{cfg: cfg, st: st, done: make(chan struct{})}
+	var ep *memif.Endpoint
+	ep, err := memif.NewEndpoint(memif.EndpointConfig{
+		Socket: memif.SocketArgs{Path: cfg.socket, AppName: "memif-go-receiver"},
+		Conn: memif.ConnArgs{Secret: cfg.secret, IsMaster: !cfg.slave, InterfaceID: uint32(cfg.id),
+			NumS2MRings: uint8(cfg.queues), NumM2SRings: uint8(cfg.queues), BufferSize: uint16(cfg.bufferSize),
+			Log2RingSize: uint8(cfg.log2Ring), InterfaceName: "receiver"},
+		Mode: memif.WaitAdaptive, Batch: cfg.burst, Reconnect: cfg.retry,
+		OnError: func(err error) { fmt.Fprintf(os.Stderr, "%s: %v\n", name, err) },
+		OnLinkUp: func(l memif.Link) {
+			d, _ := ep.Details()
+			fmt.Fprintf(os.Stderr, "%s: link up: peer %q (%s), %d rx queue(s), %d-byte buffers\n",
+				name, d.RemoteIfName, d.RemoteInstName, l.RxQueues, l.BufferSize)
+		},
+		OnLinkDown: func(memif.Link) { // every handler has returned
+			if f := r.first.Swap(0); f != 0 {
+				st.active.Add(r.last.Load() - f)
+			}
+			fmt.Fprintf(os.Stderr, "%s: link down (received %d so far)\n", name, st.received.Load())
+		},
+	}, r.receive)
 	if err != nil {
 		return err
 	}
-	defer sock.Delete()
-	r := &receiver{cfg: cfg, st: st, errs: make(chan error, 64), done: make(chan struct{})}
-	args := memif.ConnArgs{Socket: sock, Secret: cfg.secret, IsMaster: !cfg.slave, InterfaceID: uint32(cfg.id),
-		NumS2MRings: uint8(cfg.queues), NumM2SRings: uint8(cfg.queues), BufferSize: uint16(cfg.bufferSize),
-		Log2RingSize: uint8(cfg.log2Ring), InterfaceName: "receiver",
-		OnConnect: r.onConnect, OnDisconnect: r.onDisconnect}
-	conn, err := memif.Create(&args)
-	if err != nil {
-		return err
-	}
-	sigc := make(chan os.Signal, 1)
-	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigc)
-	drv := exutil.Drive(sock)
 	role := "master, listening"
 	if cfg.slave {
 		role = "slave, connecting"
 	}
 	fmt.Fprintf(os.Stderr, "%s: %s on %s\n", name, role, cfg.socket)
-	runErr := r.loop(sigc, drv)
-
-	// Give the last bursts back while the link is still up, so a sender
-	// waiting for its rings to drain sees them consumed.
-	r.mu.Lock()
-	r.final = true
-	r.mu.Unlock()
-	r.endSession()
-	// Stop the driver before Delete: the binding lets any goroutine into
-	// the control path while a callback runs on the driver, so Delete must
-	// not overlap one.
-	drv.Stop()
-	if err := conn.Delete(); err != nil && runErr == nil {
-		runErr = err
-	}
-	return runErr
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-r.done:
+			cancel()
+		case <-ctx.Done():
+			fmt.Fprintf(os.Stderr, "%s: stopping\n", name)
+		}
+	}()
+	go progress(ctx, st)
+	return ep.Run(ctx)
 }
 
-// loop waits for the count, a signal or a failure, showing progress on a
-// terminal meanwhile.
-func (r *receiver) loop(sigc <-chan os.Signal, drv *exutil.Driver) error {
-	_, err := unix.IoctlGetTermios(int(os.Stderr.Fd()), unix.TCGETS)
-	tty := err == nil
+// progress shows a live line on a terminal.
+func progress(ctx context.Context, st *stats) {
+	if _, err := unix.IoctlGetTermios(int(os.Stderr.Fd()), unix.TCGETS); err != nil {
+		return
+	}
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	last, lastT := uint64(0), time.Now()
-	defer func() {
-		if tty {
-			fmt.Fprint(os.Stderr, "\r\033[K")
-		}
-	}()
 	for {
 		select {
-		case <-r.done:
-			return nil
-		case s := <-sigc:
-			fmt.Fprintf(os.Stderr, "%s: %v, stopping\n", name, s)
-			return nil
-		case err := <-r.errs:
-			return err
-		case err := <-drv.Errs:
-			// Reported, not fatal: the driver keeps serving the link.
-			fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		case <-ctx.Done():
+			fmt.Fprint(os.Stderr, "\r\033[K")
+			return
 		case now := <-tick.C:
-			if !tty {
-				continue
-			}
-			n := r.st.received.Load()
+			n := st.received.Load()
 			fmt.Fprintf(os.Stderr, "\r\033[K%.3f Mpps  received %d  lost %d  reordered %d  corrupt %d",
-				float64(n-last)/now.Sub(lastT).Seconds()/1e6, n,
-				r.st.lost.Load(), r.st.reordered.Load(), r.st.corrupt.Load())
+				float64(n-last)/now.Sub(lastT).Seconds()/1e6, n, st.lost.Load(), st.reordered.Load(), st.corrupt.Load())
 			last, lastT = n, now
 		}
 	}
 }
 
-func (r *receiver) onConnect(c *memif.Conn) error {
-	d, err := c.Details()
-	if err != nil {
-		return err
-	}
-	bs := 0
-	if len(d.RxQueues) > 0 {
-		bs = int(d.RxQueues[0].BufferSize)
-	}
-	fmt.Fprintf(os.Stderr, "%s: link up: peer %q (%s), %d rx queue(s), %d-byte buffers\n",
-		name, d.RemoteIfName, d.RemoteInstName, len(d.RxQueues), bs)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.final {
-		return nil
-	}
-	s := &session{}
-	for q := range d.RxQueues {
-		efd, err := c.QueueEventFD(uint16(q))
-		if err != nil {
-			s.stop.Store(true)
-			s.wg.Wait()
-			return err
-		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			runtime.LockOSThread()
-			if err := r.receive(c, uint16(q), efd, s); err != nil {
-				select {
-				case r.errs <- fmt.Errorf("queue %d: %w", q, err):
-				default:
-				}
-			}
-		}()
-	}
-	r.sess = s
-	return nil
-}
-
-func (r *receiver) onDisconnect(c *memif.Conn) error {
-	msg := ""
-	if d, err := c.Details(); err == nil && d.Error != "" {
-		msg = ": " + d.Error
-	}
-	r.endSession()
-	fmt.Fprintf(os.Stderr, "%s: link down%s (received %d so far)\n", name, msg, r.st.received.Load())
-	return nil
-}
-
-// endSession stops the queue goroutines of the current session and waits.
-func (r *receiver) endSession() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if s := r.sess; s != nil {
-		s.stop.Store(true)
-		s.wg.Wait()
-		r.sess = nil
-		if f := s.first.Load(); f != 0 {
-			r.st.active.Add(s.last.Load() - f)
-		}
-	}
-}
-
-// receive verifies packets on queue q until the session stops or the link
-// goes down. A sender starts every stream at 0 on each connect, so the
-// tracker lives as long as the session.
-func (r *receiver) receive(c *memif.Conn, q uint16, efd int, s *session) error {
-	bufs, err := memif.NewBuffers(r.cfg.burst)
-	if err != nil {
-		return err
-	}
-	defer bufs.Free()
+// receive is the Endpoint's handler: it verifies packets on queue q until
+// the link goes down. A sender starts every stream at 0 on each connect,
+// so the tracker lives as long as the link.
+func (r *receiver) receive(ctx context.Context, q *memif.Queue) error {
 	var tr pkt.Tracker
 	chain := make([]byte, 0, 1<<16) // a chain may span bursts: gathered here
-	pfd := []unix.PollFd{{Fd: int32(efd), Events: unix.POLLIN}}
-	st := r.st
-	refill, idle := 0, 0
-	for !s.stop.Load() {
-		n, _, err := c.RefillRxBurst(q, refill, 0, bufs, bufs.Cap())
+	st, id := r.st, uint16(q.ID())
+	for {
+		n, err := q.Receive(ctx)
 		if err != nil {
-			if errors.Is(err, memif.ErrDisconnected) || errors.Is(err, memif.ErrDeleted) {
-				return nil
-			}
-			return err
+			return err // the link went down (not counted as a failure) or worse
 		}
-		refill = n
-		if n == 0 {
-			// Spin briefly, then sleep on the queue's interrupt. Bounded:
-			// rx_burst drains the eventfd after finding the ring empty, so
-			// an interrupt for packets landing in between is lost.
-			if idle++; idle < 64 {
-				runtime.Gosched()
-			} else {
-				unix.Poll(pfd, 10)
-			}
-			continue
-		}
-		idle = 0
 		now := time.Now().UnixNano()
-		s.first.CompareAndSwap(0, now)
-		s.last.Store(now)
+		r.first.CompareAndSwap(0, now)
+		r.last.Store(now)
+		rx := q.Rx()
 		var pkts, bytes, corrupt uint64
 		lost, reordered := tr.Lost, tr.Reordered
-		for i := 0; i < n; i++ {
-			var frame []byte
-			if bufs.HasNext(i) || len(chain) > 0 {
-				if chain = append(chain, bufs.Data(i)...); bufs.HasNext(i) && len(chain) <= 0xffff {
+		for i := range n {
+			frame := rx.Data(i) // verified in place, in shared memory
+			if rx.HasNext(i) || len(chain) > 0 {
+				if chain = append(chain, frame...); rx.HasNext(i) && len(chain) <= 0xffff {
 					continue
 				}
 				frame = chain
-			} else {
-				frame = bufs.Data(i) // verified in place, in shared memory
 			}
 			pkts++
 			bytes += uint64(len(frame))
 			stream, seq, err := pkt.Check(frame)
 			chain = chain[:0]
-			if err != nil || stream != q {
+			if err != nil || stream != id {
 				corrupt++
 				continue
 			}
@@ -344,15 +232,11 @@ func (r *receiver) receive(c *memif.Conn, q uint16, efd int, s *session) error {
 		st.corrupt.Add(corrupt)
 		st.lost.Add(tr.Lost - lost) // wraps to a decrement when a late packet fills a gap
 		st.reordered.Add(tr.Reordered - reordered)
-		total := st.received.Add(pkts)
-		if r.cfg.count > 0 && total >= r.cfg.count {
+		if total := st.received.Add(pkts); r.cfg.count > 0 && total >= r.cfg.count {
+			// Give the last burst back while the link is up: the sender
+			// waits for its rings to drain.
+			q.Release()
 			r.once.Do(func() { close(r.done) })
 		}
 	}
-	// Give the last burst back: the sender counts its ring drained by it.
-	if err := c.RefillQueue(q, refill, 0); err != nil && !errors.Is(err, memif.ErrDisconnected) &&
-		!errors.Is(err, memif.ErrDeleted) {
-		return err
-	}
-	return nil
 }

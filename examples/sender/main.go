@@ -13,19 +13,18 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/memif-go/memif"
-	"github.com/memif-go/memif/internal/exutil"
 	"github.com/memif-go/memif/internal/pkt"
 )
 
@@ -47,11 +46,6 @@ type config struct {
 	bufferSize int
 	log2Ring   int
 	retry      time.Duration
-}
-
-type linkInfo struct {
-	queues, bufSize int
-	peer, peerApp   string
 }
 
 type stats struct {
@@ -94,7 +88,8 @@ func main() {
 	fmt.Printf("sent %d bytes %d seconds %.3f mpps %.3f gbps %.3f retries %d\n",
 		st.sent.Load(), st.bytes.Load(), elapsed.Seconds(), mpps, gbps, st.retries.Load())
 	if err != nil {
-		exutil.Fatal(name, err)
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(1)
 	}
 }
 
@@ -123,153 +118,109 @@ func (cfg *config) validate() error {
 }
 
 func run(cfg config, st *stats) (time.Duration, error) {
-	sock, err := memif.CreateSocket(&memif.SocketArgs{Path: cfg.socket, AppName: "memif-go-sender",
-		ConnectionRequestTimer: cfg.retry})
-	if err != nil {
-		return 0, err
-	}
-	defer sock.Delete()
-	// The binding admits any goroutine to the control path while a callback
-	// runs on the driver, so this goroutine makes no control call while the
-	// driver runs: OnConnect reads the link, and the rings are checked for
-	// draining once the driver stopped.
-	var lk linkInfo
-	pendingAtDown := -1 // tx ring buffers not consumed when the link went down
-	ev := exutil.NewEvents()
-	args := memif.ConnArgs{Socket: sock, Secret: cfg.secret, IsMaster: cfg.master, InterfaceID: uint32(cfg.id),
-		NumS2MRings: uint8(cfg.queues), NumM2SRings: uint8(cfg.queues), BufferSize: uint16(cfg.bufferSize),
-		Log2RingSize: uint8(cfg.log2Ring), InterfaceName: "sender",
-		OnDisconnect: func(c *memif.Conn) error {
-			// The rings are still mapped here: a receiver that consumed
-			// everything and left is a success.
-			if d, err := c.Details(); err == nil {
-				if n, ok := pending(d); ok {
-					pendingAtDown = n
-				}
+	// The link's end: a receiver that consumed everything and left is a
+	// success; the rings are still mapped while OnLinkDown runs.
+	var pendingAtDown atomic.Int64
+	pendingAtDown.Store(-1)
+	var stop atomic.Bool
+	finished := make(chan struct{}, 256) // a handler stopped sending
+	var ep *memif.Endpoint
+	errs := make(chan error, 256)
+	ep, err := memif.NewEndpoint(memif.EndpointConfig{
+		Socket: memif.SocketArgs{Path: cfg.socket, AppName: "memif-go-sender"},
+		Conn: memif.ConnArgs{Secret: cfg.secret, IsMaster: cfg.master, InterfaceID: uint32(cfg.id),
+			NumS2MRings: uint8(cfg.queues), NumM2SRings: uint8(cfg.queues), BufferSize: uint16(cfg.bufferSize),
+			Log2RingSize: uint8(cfg.log2Ring), InterfaceName: "sender"},
+		Reconnect: cfg.retry,
+		OnLinkUp: func(l memif.Link) {
+			if !cfg.master { // one run, one link: no reconnect behind our back
+				ep.Loop().Socket().SetConnectionRequestTimer(0)
+			}
+		},
+		OnLinkDown: func(memif.Link) {
+			if n, err := ep.TxPending(); err == nil { // still mapped here
+				pendingAtDown.Store(int64(n))
 			}
 			fmt.Fprintf(os.Stderr, "%s: link down\n", name)
-			return nil
-		}}
-	ev.Wire(&args)
-	// Read the link before Events signals it, so the waiter finds lk set.
-	signalUp := args.OnConnect
-	args.OnConnect = func(c *memif.Conn) error {
-		d, err := c.Details()
-		if err != nil {
-			return err
+		},
+	}, func(ctx context.Context, q *memif.Queue) error {
+		defer func() { finished <- struct{}{} }()
+		if err := send(ctx, q, cfg, &stop, st); err != nil {
+			errs <- fmt.Errorf("queue %d: %w", q.ID(), err)
+			stop.Store(true)
 		}
-		if len(d.TxQueues) == 0 || d.TxQueues[0].BufferSize == 0 {
-			return errors.New("link up without tx queues")
-		}
-		if !cfg.master {
-			// One run, one link: no reconnect behind our back.
-			if err := sock.SetConnectionRequestTimer(0); err != nil {
-				return err
-			}
-		}
-		lk = linkInfo{queues: len(d.TxQueues), bufSize: int(d.TxQueues[0].BufferSize),
-			peer: d.RemoteIfName, peerApp: d.RemoteInstName}
-		return signalUp(c)
-	}
-	conn, err := memif.Create(&args)
+		return nil // sent: no restart
+	})
 	if err != nil {
 		return 0, err
 	}
-	drv := exutil.Drive(sock)
-	driving := true
-	stopDriver := func() {
-		if driving {
-			drv.Stop()
-			driving = false
-		}
-	}
-	defer func() {
-		stopDriver()
-		conn.Delete()
-	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- ep.Run(ctx) }()
+	defer func() { cancel(); <-ran }()
 
 	fmt.Fprintf(os.Stderr, "%s: waiting for link on %s\n", name, cfg.socket)
-	if _, err := ev.WaitUp(cfg.wait); err != nil {
+	up, upCancel := context.WithTimeout(ctx, cfg.wait)
+	l, err := ep.WaitUp(up)
+	upCancel()
+	if err != nil {
+		err = fmt.Errorf("no connection within %v", cfg.wait)
 		// A refused handshake (secret, id) is no link down: the reason is
 		// only in the details.
-		stopDriver()
-		if d, derr := conn.Details(); derr == nil && d.Error != "" {
+		if d, derr := ep.Details(); derr == nil && d.Error != "" {
 			err = fmt.Errorf("%w (last handshake failed: %s)", err, d.Error)
 		}
 		return 0, err
 	}
-	bufSize, nq := lk.bufSize, lk.queues
+	d, _ := ep.Details()
 	fmt.Fprintf(os.Stderr, "%s: link up: peer %q (%s), %d tx queue(s), %d-byte buffers\n",
-		name, lk.peer, lk.peerApp, nq, bufSize)
+		name, d.RemoteIfName, d.RemoteInstName, l.TxQueues, l.BufferSize)
 
-	var stop atomic.Bool
 	if cfg.duration > 0 {
 		t := time.AfterFunc(cfg.duration, func() { stop.Store(true) })
 		defer t.Stop()
 	}
-	sigc := make(chan os.Signal, 1)
-	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigc)
-	allDone := make(chan struct{})
-	go func() {
-		select {
-		case <-sigc:
-			stop.Store(true)
-		case <-allDone:
-		}
-	}()
-
+	sig, stopSig := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stopSig()
+	context.AfterFunc(sig, func() { stop.Store(true) })
 	start := time.Now()
-	errs := make(chan error, nq)
-	var wg sync.WaitGroup
-	for q := range nq {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			runtime.LockOSThread()
-			if err := send(conn, uint16(q), nq, bufSize, cfg, &stop, st); err != nil {
-				errs <- fmt.Errorf("queue %d: %w", q, err)
-				stop.Store(true)
-			}
-		}()
+	for range l.TxQueues {
+		<-finished
 	}
-	wg.Wait()
-	close(allDone)
 	elapsed := time.Since(start)
-	close(errs)
-	// Stopping the driver freezes the link state: no callback can run
-	// while this goroutine reads the rings.
-	stopDriver()
-	if err := <-errs; err != nil {
+	select {
+	case err := <-errs:
+		return elapsed, err
+	default:
+	}
+	drain, cancelDrain := context.WithTimeout(ctx, cfg.drain)
+	defer cancelDrain()
+	if err := ep.Drain(drain); !errors.Is(err, memif.ErrDisconnected) {
 		return elapsed, err
 	}
-	if !conn.Connected() {
-		switch {
-		case pendingAtDown == 0:
-			return elapsed, nil
-		case pendingAtDown > 0:
-			return elapsed, fmt.Errorf("link went down with %d buffers not consumed", pendingAtDown)
-		}
-		return elapsed, errors.New("link went down before the tx rings drained")
+	// Details run on the loop goroutine, after OnLinkDown recorded this.
+	switch n := pendingAtDown.Load(); {
+	case n == 0:
+		return elapsed, nil
+	case n > 0:
+		return elapsed, fmt.Errorf("link went down with %d buffers not consumed", n)
 	}
-	return elapsed, waitDrained(conn, cfg.drain)
+	return elapsed, errors.New("link went down before the tx rings drained")
 }
 
-// send transmits on queue q until the count, the duration or a stop.
-func send(c *memif.Conn, q uint16, nq, bufSize int, cfg config, stop *atomic.Bool, st *stats) error {
-	segs := (cfg.size + bufSize - 1) / bufSize // buffers per packet
-	bufs, err := memif.NewBuffers(cfg.burst * segs)
-	if err != nil {
-		return err
-	}
-	defer bufs.Free()
-	scratch := make([]byte, cfg.size) // chained frames are built here, then copied
+// send transmits on queue q until the count, the duration or a stop:
+// zero-copy, built in place in shared memory.
+func send(ctx context.Context, q *memif.Queue, cfg config, stop *atomic.Bool, st *stats) error {
+	l := q.Link()
+	segs := (cfg.size + l.BufferSize - 1) / l.BufferSize // buffers per packet
+	scratch := make([]byte, cfg.size)                    // chained frames are built here, then copied
 	var p *pacer
 	if cfg.rate > 0 {
-		p = newPacer(cfg.rate/float64(nq), cfg.burst)
+		p = newPacer(cfg.rate/float64(l.TxQueues), cfg.burst)
 	}
+	id := uint16(q.ID())
 	var seq, retries uint64
-	for (cfg.count == 0 || seq < cfg.count) && !stop.Load() {
+	for (cfg.count == 0 || seq < cfg.count) && !stop.Load() && ctx.Err() == nil {
 		want := cfg.burst
 		if cfg.count > 0 {
 			want = int(min(uint64(want), cfg.count-seq))
@@ -279,8 +230,8 @@ func send(c *memif.Conn, q uint16, nq, bufSize int, cfg config, stop *atomic.Boo
 				break
 			}
 		}
-		n, err := c.BufferAlloc(q, bufs, want, uint16(cfg.size))
-		if err != nil && !errors.Is(err, memif.ErrNoBufRing) {
+		n, err := q.Alloc(want, cfg.size)
+		if err != nil {
 			return err
 		}
 		k := n / segs // libmemif rolls back partial chains: whole packets only
@@ -296,28 +247,20 @@ func send(c *memif.Conn, q uint16, nq, bufSize int, cfg config, stop *atomic.Boo
 				continue
 			}
 		}
-		if segs == 1 {
-			for i := 0; i < k; i++ {
-				pkt.Fill(bufs.Data(i), q, seq+uint64(i)) // in place, in shared memory
+		tx := q.Tx()
+		for i, j := 0, 0; i < k; i++ {
+			if segs == 1 {
+				pkt.Fill(tx.Data(i), id, seq+uint64(i)) // in place, in shared memory
+				continue
 			}
-		} else {
-			for i, j := 0, 0; i < k; i++ {
-				pkt.Fill(scratch, q, seq+uint64(i))
-				end, size := bufs.PacketEnd(j, n)
-				if size != cfg.size {
-					return fmt.Errorf("allocated a %d-byte chain for a %d-byte packet", size, cfg.size)
-				}
-				for off := 0; j < end; j++ {
-					off += copy(bufs.Data(j), scratch[off:])
-				}
+			pkt.Fill(scratch, id, seq+uint64(i))
+			end, _ := tx.PacketEnd(j, n)
+			for off := 0; j < end; j++ {
+				off += copy(tx.Data(j), scratch[off:])
 			}
 		}
-		sent, err := c.TxBurst(q, bufs, n)
-		if err != nil {
-			return err
-		}
-		if sent != n {
-			return fmt.Errorf("tx burst sent %d of %d buffers", sent, n)
+		if sent, err := q.Send(n); err != nil || sent != k {
+			return fmt.Errorf("sent %d of %d packets: %v", sent, k, err)
 		}
 		seq += uint64(k)
 		st.sent.Add(uint64(k))
@@ -370,47 +313,3 @@ func (p *pacer) take(want int, stop *atomic.Bool) int {
 }
 
 func (p *pacer) refund(n int) { p.tokens += float64(n) }
-
-// pending counts the buffers of d's tx rings the receiver has not given
-// back yet; ok is false when the rings are gone. A slave produces at head
-// and gets buffers back at tail; a master produces at tail and the slave
-// returns buffers by moving head a whole ring ahead of it.
-func pending(d *memif.Details) (n int, ok bool) {
-	if len(d.TxQueues) == 0 {
-		return 0, false
-	}
-	for _, q := range d.TxQueues {
-		out := int(q.Head - q.Tail) // uint16 arithmetic: rings wrap
-		if d.IsMaster {
-			out = int(q.RingSize) - out
-		}
-		n += out
-	}
-	return n, true
-}
-
-// waitDrained waits until the receiver consumed everything on the tx rings,
-// or the timeout.
-func waitDrained(c *memif.Conn, timeout time.Duration) error {
-	deadline := time.After(timeout)
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for {
-		d, err := c.Details()
-		if err != nil {
-			return err
-		}
-		n, ok := pending(d)
-		if !ok {
-			return errors.New("tx rings gone while waiting for them to drain")
-		}
-		if n == 0 {
-			return nil
-		}
-		select {
-		case <-tick.C:
-		case <-deadline:
-			return fmt.Errorf("tx rings not drained after %v: %d buffers not consumed", timeout, n)
-		}
-	}
-}

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/memif-go/memif"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -50,28 +49,4 @@ func TestPacerBound(t *testing.T) {
 	p.tokens = 0
 	p.last = time.Now().Add(time.Hour)
 	assert.Equal(t, 0, p.take(burst, &stop))
-}
-
-func TestPending(t *testing.T) {
-	// Slave: produced at head, returned at tail. Master: produced at tail,
-	// the slave keeps head a ring ahead once all is returned.
-	slave := detailsWith(false, 1024, 5, 5, 10, 65535)
-	n, ok := pending(slave)
-	require.True(t, ok)
-	assert.Equal(t, 11, n, "uint16 wrap: tail 65535, head 10 is 11 buffers out")
-	master := detailsWith(true, 1024, 1024+300, 300, 1000, 1000)
-	n, ok = pending(master)
-	require.True(t, ok)
-	assert.Equal(t, 1024, n)
-	_, ok = pending(detailsWith(false, 1024))
-	assert.False(t, ok)
-}
-
-// detailsWith builds Details with tx queues given as head, tail pairs.
-func detailsWith(master bool, ring uint32, headTail ...uint16) *memif.Details {
-	d := &memif.Details{IsMaster: master}
-	for i := 0; i+1 < len(headTail); i += 2 {
-		d.TxQueues = append(d.TxQueues, memif.QueueDetails{RingSize: ring, Head: headTail[i], Tail: headTail[i+1]})
-	}
-	return d
 }

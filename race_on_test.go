@@ -1,0 +1,5 @@
+//go:build race
+
+package memif
+
+const raceEnabled = true

@@ -109,9 +109,9 @@ func TestFlagErrors(t *testing.T) {
 	}
 	cfg, err := parseFlags([]string{"-master", "-queues", "4", "-mode", "polling", "-socket", "@x"})
 	require.NoError(t, err)
-	assert.True(t, cfg.master && cfg.polling)
-	assert.Equal(t, 4, cfg.queues)
-	assert.Equal(t, "@x", cfg.socket)
+	assert.True(t, cfg.link.Master && cfg.polling)
+	assert.Equal(t, 4, cfg.link.Queues)
+	assert.Equal(t, "@x", cfg.link.Socket)
 }
 
 // child is the responder process; t.Cleanup kills it if the test did not

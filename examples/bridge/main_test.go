@@ -164,20 +164,10 @@ func TestBridgeQueuesMasterRole(t *testing.T) {
 // bridgeProc is a running bridge.
 type bridgeProc struct{ *proctest.Proc }
 
-var build proctest.Builder
-
-func buildOnce() (string, error) { return build.Build(".") }
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	build.Clean()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { proctest.Main(m) }
 
 func startBridge(t *testing.T, args ...string) *bridgeProc {
-	bin, err := buildOnce()
-	require.NoError(t, err)
-	return &bridgeProc{proctest.Start(t, bin, args...)}
+	return &bridgeProc{proctest.StartSelf(t, args...)}
 }
 
 // waitUp waits for the links of ms. Our masters are up before the
@@ -213,7 +203,7 @@ func (p *bridgeProc) stop(t *testing.T) []int {
 
 // TestBridgeFlags checks that bad flags fail with a message.
 func TestBridgeFlags(t *testing.T) {
-	bin, err := buildOnce()
+	bin, err := proctest.BuildSelf()
 	require.NoError(t, err)
 	for args, msg := range map[string]string{
 		"-b-socket @x":                           "-a-socket is required",

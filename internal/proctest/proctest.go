@@ -169,3 +169,29 @@ func (p *Proc) Wait(timeout time.Duration) (exited bool, err error) {
 		return false, nil
 	}
 }
+
+// self builds the test's own package: see BuildSelf.
+var self Builder
+
+// BuildSelf builds the package in the test's directory ("."), once per test
+// process; Main removes the binary.
+func BuildSelf() (string, error) { return self.Build(".") }
+
+// StartSelf starts the test's own package (BuildSelf) with args; a failed
+// build fails t.
+func StartSelf(t testing.TB, args ...string) *Proc {
+	t.Helper()
+	bin, err := BuildSelf()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Start(t, bin, args...)
+}
+
+// Main is a TestMain for tests that use BuildSelf: it runs them, removes
+// the binary and exits with their status.
+func Main(m *testing.M) {
+	code := m.Run()
+	self.Clean()
+	os.Exit(code)
+}

@@ -203,8 +203,7 @@ func (p *bridgeProc) stop(t *testing.T) []int {
 
 // TestBridgeFlags checks that bad flags fail with a message.
 func TestBridgeFlags(t *testing.T) {
-	bin, err := proctest.BuildSelf()
-	require.NoError(t, err)
+	bin := proctest.Self(t)
 	for args, msg := range map[string]string{
 		"-b-socket @x":                           "-a-socket is required",
 		"-a-socket @x -b-socket @y -a-role boss": `-a-role "boss" is neither`,

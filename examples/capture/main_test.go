@@ -106,8 +106,7 @@ func TestCaptureEcho(t *testing.T) {
 
 // TestCaptureFlags checks that bad flags fail with a message.
 func TestCaptureFlags(t *testing.T) {
-	bin, err := proctest.BuildSelf()
-	require.NoError(t, err)
+	bin := proctest.Self(t)
 	for args, msg := range map[string]string{
 		"-socket @x":             "-w is required",
 		"-w x.pcap -queues 0":    "-queues 0 is outside",

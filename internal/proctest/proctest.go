@@ -177,15 +177,20 @@ var self Builder
 // process; Main removes the binary.
 func BuildSelf() (string, error) { return self.Build(".") }
 
-// StartSelf starts the test's own package (BuildSelf) with args; a failed
-// build fails t.
-func StartSelf(t testing.TB, args ...string) *Proc {
+// Self is BuildSelf's binary; a failed build fails t.
+func Self(t testing.TB) string {
 	t.Helper()
 	bin, err := BuildSelf()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Start(t, bin, args...)
+	return bin
+}
+
+// StartSelf starts the test's own package (Self) with args.
+func StartSelf(t testing.TB, args ...string) *Proc {
+	t.Helper()
+	return Start(t, Self(t), args...)
 }
 
 // Main is a TestMain for tests that use BuildSelf: it runs them, removes

@@ -30,80 +30,41 @@ import (
 	"time"
 
 	"github.com/memif-go/memif"
+	"github.com/memif-go/memif/internal/exflag"
 )
 
 const name = "bridge"
 
-type sideConfig struct {
-	socket string
-	role   string
-	id     uint
-	secret string
-	queues int
-}
-
 type config struct {
-	a, b   sideConfig
+	a, b   exflag.Link
 	stats  time.Duration
 	txWait time.Duration
 	burst  int
 	retry  time.Duration
 }
 
-func (c *sideConfig) register(p string) {
-	flag.StringVar(&c.socket, p+"-socket", "", "interface "+p+": socket path ('@' = abstract)")
-	flag.StringVar(&c.role, p+"-role", "slave", "interface "+p+": master or slave")
-	flag.UintVar(&c.id, p+"-id", 0, "interface "+p+": memif interface id")
-	flag.StringVar(&c.secret, p+"-secret", "", "interface "+p+": shared secret")
-	flag.IntVar(&c.queues, p+"-queues", 1, "interface "+p+": queue pairs to ask for as slave (a master takes the slave's count)")
-}
-
-func (c *sideConfig) validate(p string) error {
-	switch {
-	case c.socket == "":
-		return fmt.Errorf("-%s-socket is required", p)
-	case c.role != "master" && c.role != "slave":
-		return fmt.Errorf("-%s-role %q is neither master nor slave", p, c.role)
-	case c.id > 1<<32-1:
-		return fmt.Errorf("-%s-id %d does not fit 32 bits", p, c.id)
-	case c.queues < 1 || c.queues > 255:
-		return fmt.Errorf("-%s-queues %d is outside 1..255", p, c.queues)
-	}
-	return nil
-}
-
 func main() {
 	var cfg config
-	cfg.a.register("a")
-	cfg.b.register("b")
+	side := exflag.Defaults{Role: exflag.RoleFlag, QueuesHelp: "queue pairs to ask for as slave (a master takes the slave's count)"}
+	cfg.a.Register(flag.CommandLine, "a-", side)
+	cfg.b.Register(flag.CommandLine, "b-", side)
 	flag.DurationVar(&cfg.stats, "stats", time.Second, "print counters at this interval (0: only at exit)")
 	flag.DurationVar(&cfg.txWait, "tx-wait", 100*time.Millisecond, "how long a full tx ring may hold the rx side back before frames are dropped")
 	flag.IntVar(&cfg.burst, "burst", 256, "rx batch size (1..4096)")
 	flag.DurationVar(&cfg.retry, "retry", 100*time.Millisecond, "connection request period of a slave while its master is away")
-	flag.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: bridge -a-socket PATH -b-socket PATH [flags]\n\nForwards frames between two memif interfaces.\n\n")
-		flag.PrintDefaults()
-	}
-	flag.Parse()
-	err := cfg.a.validate("a")
-	if err == nil {
-		err = cfg.b.validate("b")
-	}
-	switch {
-	case err != nil:
-	case cfg.burst < 1 || cfg.burst > 4096:
-		err = fmt.Errorf("-burst %d is outside 1..4096", cfg.burst)
-	case cfg.stats < 0 || cfg.txWait < 0 || cfg.retry <= 0:
-		err = errors.New("-stats and -tx-wait must not be negative, -retry must be positive")
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
-		os.Exit(2)
-	}
-	if err := run(cfg); err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
-		os.Exit(1)
-	}
+	exflag.Parse(name, "usage: bridge -a-socket PATH -b-socket PATH [flags]\n\nForwards frames between two memif interfaces.\n\n", func() error {
+		if err := exflag.First(cfg.a.Validate(), cfg.b.Validate()); err != nil {
+			return err
+		}
+		switch {
+		case cfg.burst < 1 || cfg.burst > 4096:
+			return fmt.Errorf("-burst %d is outside 1..4096", cfg.burst)
+		case cfg.stats < 0 || cfg.txWait < 0 || cfg.retry <= 0:
+			return errors.New("-stats and -tx-wait must not be negative, -retry must be positive")
+		}
+		return nil
+	})
+	exflag.Exit(name, 1, run(cfg))
 }
 
 // counters are one direction's totals, in frames. Drops: ring-full (the
@@ -177,10 +138,9 @@ func (s *side) open(cfg config) error {
 	}
 	var err error
 	s.ep, err = memif.NewEndpoint(memif.EndpointConfig{
-		Socket: memif.SocketArgs{Path: c.socket, AppName: "memif-go-bridge"},
-		Conn: memif.ConnArgs{Secret: c.secret, IsMaster: c.role == "master", InterfaceID: uint32(c.id),
-			NumS2MRings: uint8(c.queues), NumM2SRings: uint8(c.queues), InterfaceName: "bridge-" + s.name},
-		Mode: memif.WaitAdaptive, Batch: cfg.burst, Reconnect: cfg.retry,
+		Socket: c.SocketArgs("memif-go-bridge"),
+		Conn:   c.ConnArgs("bridge-" + s.name),
+		Mode:   memif.WaitAdaptive, Batch: cfg.burst, Reconnect: cfg.retry,
 		OnError: func(err error) { fmt.Fprintf(os.Stderr, "%s: %s: %v\n", name, s.name, err) },
 		OnLinkUp: func(l memif.Link) {
 			fmt.Fprintf(os.Stderr, "%s: %s up: %d rx / %d tx queue(s), %d-byte buffers\n",
@@ -191,7 +151,7 @@ func (s *side) open(cfg config) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.name, err)
 	}
-	fmt.Fprintf(os.Stderr, "%s: %s: %s on %s\n", name, s.name, c.role, c.socket)
+	fmt.Fprintf(os.Stderr, "%s: %s: %s on %s\n", name, s.name, map[bool]string{false: "slave", true: "master"}[c.Master], c.Socket)
 	return nil
 }
 

@@ -32,12 +32,7 @@ func frameSize(seq uint64) int {
 // TestBridgeForwardsBothWays runs the bridge as slave between two masters
 // of this test and checks every frame each way, then the exit counters.
 func TestBridgeForwardsBothWays(t *testing.T) {
-	pathA := fmt.Sprintf("@bridge-test-a-%d", os.Getpid())
-	pathB := fmt.Sprintf("@bridge-test-b-%d", os.Getpid())
-	a := newPeer(t, pathA, true, 1)
-	b := newPeer(t, pathB, true, 1)
-	br := startBridge(t, "-a-socket", pathA, "-b-socket", pathB, "-stats", "100ms", "-tx-wait", "20s")
-	br.waitUp(t, a, b)
+	_, a, b, br := startBetweenMasters(t, "", "100ms")
 
 	deadline := time.Now().Add(2 * time.Minute)
 	type result struct {
@@ -85,12 +80,7 @@ func TestBridgeForwardsBothWays(t *testing.T) {
 // TestBridgeLinkFlap takes B's link down and up again: frames meanwhile
 // are dropped and counted, traffic resumes after.
 func TestBridgeLinkFlap(t *testing.T) {
-	pathA := fmt.Sprintf("@bridge-test-fa-%d", os.Getpid())
-	pathB := fmt.Sprintf("@bridge-test-fb-%d", os.Getpid())
-	a := newPeer(t, pathA, true, 1)
-	b := newPeer(t, pathB, true, 1)
-	br := startBridge(t, "-a-socket", pathA, "-b-socket", pathB, "-stats", "20ms", "-tx-wait", "20s")
-	br.waitUp(t, a, b)
+	pathB, a, b, br := startBetweenMasters(t, "f", "20ms")
 	deadline := time.Now().Add(time.Minute)
 	pass := func(stream uint16, n int) {
 		errs := make(chan error, 1)
@@ -164,20 +154,23 @@ func TestBridgeQueuesMasterRole(t *testing.T) {
 // bridgeProc is a running bridge.
 type bridgeProc struct{ *proctest.Proc }
 
-var build proctest.Builder
-
-func buildOnce() (string, error) { return build.Build(".") }
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	build.Clean()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { proctest.Main(m) }
 
 func startBridge(t *testing.T, args ...string) *bridgeProc {
-	bin, err := buildOnce()
-	require.NoError(t, err)
-	return &bridgeProc{proctest.Start(t, bin, args...)}
+	return &bridgeProc{proctest.StartSelf(t, args...)}
+}
+
+// startBetweenMasters starts two masters of this test, one queue each, on
+// sockets "@bridge-test-<tag>a-<pid>" and ...b..., and the bridge as slave
+// between them printing counters every stats; it returns once all is up.
+func startBetweenMasters(t *testing.T, tag, stats string) (pathB string, a, b *peer, br *bridgeProc) {
+	pathA := fmt.Sprintf("@bridge-test-%sa-%d", tag, os.Getpid())
+	pathB = fmt.Sprintf("@bridge-test-%sb-%d", tag, os.Getpid())
+	a = newPeer(t, pathA, true, 1)
+	b = newPeer(t, pathB, true, 1)
+	br = startBridge(t, "-a-socket", pathA, "-b-socket", pathB, "-stats", stats, "-tx-wait", "20s")
+	br.waitUp(t, a, b)
+	return pathB, a, b, br
 }
 
 // waitUp waits for the links of ms. Our masters are up before the
@@ -213,8 +206,7 @@ func (p *bridgeProc) stop(t *testing.T) []int {
 
 // TestBridgeFlags checks that bad flags fail with a message.
 func TestBridgeFlags(t *testing.T) {
-	bin, err := buildOnce()
-	require.NoError(t, err)
+	bin := proctest.Self(t)
 	for args, msg := range map[string]string{
 		"-b-socket @x":                           "-a-socket is required",
 		"-a-socket @x -b-socket @y -a-role boss": `-a-role "boss" is neither`,

@@ -34,6 +34,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 	"github.com/memif-go/memif"
+	"github.com/memif-go/memif/internal/exflag"
 )
 
 const (
@@ -42,56 +43,34 @@ const (
 )
 
 type config struct {
-	master bool
-	socket string
-	id     uint
-	secret string
-	queues int
+	link   exflag.Link
 	file   string
 	count  uint64
 	echo   bool
-	burst  int
 	txWait time.Duration
-	retry  time.Duration
 }
 
 func main() {
 	var cfg config
-	flag.BoolVar(&cfg.master, "master", false, "be the memif master (default: slave)")
-	flag.StringVar(&cfg.socket, "socket", memif.DefaultSocketPath, "socket path ('@' = abstract)")
-	flag.UintVar(&cfg.id, "id", 0, "memif interface id")
-	flag.StringVar(&cfg.secret, "secret", "", "shared secret")
-	flag.IntVar(&cfg.queues, "queues", 1, "queue pairs to ask for as slave (a master takes the slave's count)")
+	cfg.link.Register(flag.CommandLine, "", exflag.Defaults{Socket: memif.DefaultSocketPath,
+		QueuesHelp: "queue pairs to ask for as slave (a master takes the slave's count)",
+		Burst:      256, MaxBurst: 4096, BurstHelp: "rx batch size (1..4096)",
+		Retry: 100 * time.Millisecond, RetryHelp: "as slave, connection request period while no master listens"})
 	flag.StringVar(&cfg.file, "w", "", "pcap file to write ('-': stdout)")
 	flag.Uint64Var(&cfg.count, "c", 0, "exit after this many frames (0: until SIGINT/SIGTERM)")
 	flag.BoolVar(&cfg.echo, "echo", false, "send every frame back out of the interface")
-	flag.IntVar(&cfg.burst, "burst", 256, "rx batch size (1..4096)")
 	flag.DurationVar(&cfg.txWait, "tx-wait", 100*time.Millisecond, "with -echo, how long a full tx ring may hold reception back before echoes are dropped")
-	flag.DurationVar(&cfg.retry, "retry", 100*time.Millisecond, "as slave, connection request period while no master listens")
-	flag.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: capture -w FILE [flags]\n\nWrites the frames a memif interface receives to a pcap file.\n\n")
-		flag.PrintDefaults()
-	}
-	flag.Parse()
-	var err error
-	switch {
-	case cfg.file == "":
-		err = errors.New("-w is required")
-	case cfg.queues < 1 || cfg.queues > 255:
-		err = fmt.Errorf("-queues %d is outside 1..255", cfg.queues)
-	case cfg.burst < 1 || cfg.burst > 4096:
-		err = fmt.Errorf("-burst %d is outside 1..4096", cfg.burst)
-	case cfg.id > 1<<32-1:
-		err = fmt.Errorf("-id %d does not fit 32 bits", cfg.id)
-	case cfg.txWait < 0 || cfg.retry <= 0:
-		err = errors.New("-tx-wait must not be negative, -retry must be positive")
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
-		os.Exit(2)
-	}
+	exflag.Parse(name, "usage: capture -w FILE [flags]\n\nWrites the frames a memif interface receives to a pcap file.\n\n", func() error {
+		switch {
+		case cfg.file == "":
+			return errors.New("-w is required")
+		case cfg.txWait < 0:
+			return errors.New("-tx-wait must not be negative")
+		}
+		return cfg.link.Validate()
+	})
 	c := &capturer{cfg: cfg, full: make(chan struct{})}
-	err = c.run()
+	err := c.run()
 	summary := os.Stdout
 	if cfg.file == "-" {
 		summary = os.Stderr
@@ -102,10 +81,7 @@ func main() {
 			c.echoed.Load(), c.zeroCopy.Load(), c.echoDrops.Load())
 	}
 	fmt.Fprintln(summary)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
-		os.Exit(1)
-	}
+	exflag.Exit(name, 1, err)
 }
 
 // src is one received frame: rx buffers [i, end), or the queue's gathered
@@ -144,10 +120,9 @@ func (c *capturer) run() error {
 	}
 	var err error
 	c.ep, err = memif.NewEndpoint(memif.EndpointConfig{
-		Socket: memif.SocketArgs{Path: c.cfg.socket, AppName: "memif-go-capture"},
-		Conn: memif.ConnArgs{Secret: c.cfg.secret, IsMaster: c.cfg.master, InterfaceID: uint32(c.cfg.id),
-			NumS2MRings: uint8(c.cfg.queues), NumM2SRings: uint8(c.cfg.queues), InterfaceName: "capture"},
-		Mode: memif.WaitAdaptive, Batch: c.cfg.burst, Reconnect: c.cfg.retry,
+		Socket: c.cfg.link.SocketArgs("memif-go-capture"),
+		Conn:   c.cfg.link.ConnArgs("capture"),
+		Mode:   memif.WaitAdaptive, Batch: c.cfg.link.Burst, Reconnect: c.cfg.link.Retry,
 		OnError: func(err error) { fmt.Fprintf(os.Stderr, "%s: %v\n", name, err) },
 		OnLinkUp: func(l memif.Link) {
 			fmt.Fprintf(os.Stderr, "%s: link up: %d rx queue(s), %d-byte buffers\n", name, l.RxQueues, l.BufferSize)
@@ -159,11 +134,7 @@ func (c *capturer) run() error {
 	if err != nil {
 		return err
 	}
-	role := "slave, connecting to"
-	if c.cfg.master {
-		role = "master, listening on"
-	}
-	fmt.Fprintf(os.Stderr, "%s: %s %s, writing %s\n", name, role, c.cfg.socket, c.cfg.file)
+	fmt.Fprintf(os.Stderr, "%s: %s %s, writing %s\n", name, c.cfg.link.RoleText(), c.cfg.link.Socket, c.cfg.file)
 	sig, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -265,7 +236,7 @@ func (c *capturer) echo(ctx context.Context, q *memif.Queue, st *rxState) {
 	rx, srcs := q.Rx(), st.srcs
 	single := func(sr src) bool { return !sr.whole && sr.end-sr.i == 1 && sr.size > 0 }
 	for j := 0; j < len(srcs); {
-		if sr := srcs[j]; c.cfg.master || !single(sr) {
+		if sr := srcs[j]; c.cfg.link.Master || !single(sr) {
 			b := q.Stage(sr.size)
 			switch {
 			case b == nil:

@@ -106,8 +106,7 @@ func TestCaptureEcho(t *testing.T) {
 
 // TestCaptureFlags checks that bad flags fail with a message.
 func TestCaptureFlags(t *testing.T) {
-	bin, err := buildOnce()
-	require.NoError(t, err)
+	bin := proctest.Self(t)
 	for args, msg := range map[string]string{
 		"-socket @x":             "-w is required",
 		"-w x.pcap -queues 0":    "-queues 0 is outside",
@@ -146,20 +145,10 @@ func checkPcap(t *testing.T, file string, n int) {
 // captureProc is a running capture.
 type captureProc struct{ *proctest.Proc }
 
-var build proctest.Builder
-
-func buildOnce() (string, error) { return build.Build(".") }
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	build.Clean()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { proctest.Main(m) }
 
 func startCapture(t *testing.T, args ...string) *captureProc {
-	bin, err := buildOnce()
-	require.NoError(t, err)
-	return &captureProc{proctest.Start(t, bin, args...)}
+	return &captureProc{proctest.StartSelf(t, args...)}
 }
 
 // waitUp waits for both ends of the link: the master's side is up before

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/memif-go/memif"
+	"github.com/memif-go/memif/internal/exflag"
 )
 
 const name = "icmp_responder"
@@ -56,16 +57,10 @@ Flags:
 `
 
 type config struct {
-	master  bool
-	socket  string
-	id      uint
-	secret  string
-	queues  int
+	link    exflag.Link
 	ip      netip.Addr
 	mac     net.HardwareAddr
 	polling bool
-	burst   int
-	retry   time.Duration
 }
 
 // stats are totals over all queues and link sessions. rx counts frames;
@@ -91,33 +86,24 @@ func (s *stats) print(w io.Writer) {
 
 func main() {
 	cfg, err := parseFlags(os.Args[1:])
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
-		os.Exit(2)
-	}
+	exflag.Exit(name, 2, err)
 	var st stats
 	err = run(cfg, &st)
 	st.print(os.Stdout)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
-		os.Exit(1)
-	}
+	exflag.Exit(name, 1, err)
 }
 
 func parseFlags(args []string) (config, error) {
 	var cfg config
 	var ip, mac, mode string
 	fs := flag.NewFlagSet(name, flag.ExitOnError)
-	fs.BoolVar(&cfg.master, "master", false, "be the memif master (default: slave)")
-	fs.StringVar(&cfg.socket, "socket", memif.DefaultSocketPath, "socket path ('@' prefix = abstract)")
-	fs.UintVar(&cfg.id, "id", 0, "memif interface id (must match the peer's)")
-	fs.StringVar(&cfg.secret, "secret", "", "shared secret (must match the peer's)")
-	fs.IntVar(&cfg.queues, "queues", 1, "queue pairs to ask for as slave (as master, the slave's count is taken)")
+	cfg.link.Register(fs, "", exflag.Defaults{Socket: memif.DefaultSocketPath, Peer: "the peer's",
+		QueuesHelp: "queue pairs to ask for as slave (as master, the slave's count is taken)",
+		Burst:      256, MaxBurst: 4096, BurstHelp: "rx batch size in buffers (1..4096); a chain may span batches",
+		Retry: time.Second, RetryHelp: "as slave, connection request period while the master is away"})
 	fs.StringVar(&ip, "ip", "192.168.1.2", "IPv4 address to answer for")
 	fs.StringVar(&mac, "mac", "02:fe:00:00:00:02", "MAC address of the interface")
 	fs.StringVar(&mode, "mode", "interrupt", "rx mode: interrupt (each queue's goroutine parks until the peer signals) or polling (each queue's goroutine spins on a thread of its own)")
-	fs.IntVar(&cfg.burst, "burst", 256, "rx batch size in buffers (1..4096); a chain may span batches")
-	fs.DurationVar(&cfg.retry, "retry", time.Second, "as slave, connection request period while the master is away")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
 		fs.PrintDefaults()
@@ -126,18 +112,13 @@ func parseFlags(args []string) (config, error) {
 	switch {
 	case fs.NArg() > 0:
 		return cfg, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	case cfg.queues < 1 || cfg.queues > 255:
-		return cfg, fmt.Errorf("-queues %d is outside 1..255", cfg.queues)
-	case cfg.burst < 1 || cfg.burst > 4096:
-		return cfg, fmt.Errorf("-burst %d is outside 1..4096", cfg.burst)
-	case cfg.id > 1<<32-1:
-		return cfg, fmt.Errorf("-id %d does not fit 32 bits", cfg.id)
-	case cfg.retry <= 0:
-		return cfg, errors.New("-retry must be positive")
 	case mode != "interrupt" && mode != "polling":
 		return cfg, fmt.Errorf("-mode %q is neither interrupt nor polling", mode)
 	}
 	cfg.polling = mode == "polling"
+	if err := cfg.link.Validate(); err != nil {
+		return cfg, err
+	}
 	var err error
 	if cfg.ip, err = netip.ParseAddr(ip); err != nil || !cfg.ip.Is4() {
 		return cfg, fmt.Errorf("-ip %q is not an IPv4 address", ip)
@@ -149,16 +130,15 @@ func parseFlags(args []string) (config, error) {
 }
 
 func run(cfg config, st *stats) error {
-	mode, rings := memif.WaitInterrupt, uint8(cfg.queues) // as master the slave decides (see memif.ConnArgs)
+	mode := memif.WaitInterrupt
 	if cfg.polling {
 		mode = memif.WaitPoll
 	}
 	var ep *memif.Endpoint
 	ep, err := memif.NewEndpoint(memif.EndpointConfig{
-		Socket: memif.SocketArgs{Path: cfg.socket, AppName: "memif-go-icmp-responder"},
-		Conn: memif.ConnArgs{Secret: cfg.secret, IsMaster: cfg.master, InterfaceID: uint32(cfg.id),
-			NumS2MRings: rings, NumM2SRings: rings, InterfaceName: "icmp_responder"},
-		Mode: mode, Batch: cfg.burst, Reconnect: cfg.retry,
+		Socket: cfg.link.SocketArgs("memif-go-icmp-responder"),
+		Conn:   cfg.link.ConnArgs("icmp_responder"), // as master the slave decides the rings (see memif.ConnArgs)
+		Mode:   mode, Batch: cfg.link.Burst, Reconnect: cfg.link.Retry,
 		OnError: func(err error) { fmt.Fprintf(os.Stderr, "%s: %v\n", name, err) },
 		OnLinkUp: func(l memif.Link) {
 			peer := ""
@@ -175,12 +155,8 @@ func run(cfg config, st *stats) error {
 	if err != nil {
 		return err
 	}
-	role := "slave, connecting to"
-	if cfg.master {
-		role = "master, listening on"
-	}
 	fmt.Fprintf(os.Stderr, "%s: %s %s (id %d), answering for %s at %s, %s mode\n",
-		name, role, cfg.socket, cfg.id, cfg.ip, cfg.mac, map[bool]string{false: "interrupt", true: "polling"}[cfg.polling])
+		name, cfg.link.RoleText(), cfg.link.Socket, cfg.link.ID, cfg.ip, cfg.mac, map[bool]string{false: "interrupt", true: "polling"}[cfg.polling])
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	context.AfterFunc(ctx, func() { fmt.Fprintf(os.Stderr, "%s: stopping\n", name) })

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -17,10 +16,13 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/memif-go/memif"
 	"github.com/memif-go/memif/internal/memiftest"
+	"github.com/memif-go/memif/internal/proctest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 )
+
+func TestMain(m *testing.M) { proctest.Main(m) }
 
 // TestEndToEnd runs the responder as a process and pings it over memif from
 // this test: junk it must drop, one ARP request, then 50 pings of many sizes
@@ -28,10 +30,8 @@ import (
 // a reconnect between them. SIGINT must then end it with exit 0 and counters
 // that match.
 func TestEndToEnd(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "icmp_responder")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	out, err = exec.Command(bin, "-h").CombinedOutput()
+	bin := proctest.Self(t)
+	out, err := exec.Command(bin, "-h").CombinedOutput()
 	require.NoError(t, err, "-h exits 0")
 	require.Contains(t, string(out), "create interface memif id 0 master")
 
@@ -109,9 +109,9 @@ func TestFlagErrors(t *testing.T) {
 	}
 	cfg, err := parseFlags([]string{"-master", "-queues", "4", "-mode", "polling", "-socket", "@x"})
 	require.NoError(t, err)
-	assert.True(t, cfg.master && cfg.polling)
-	assert.Equal(t, 4, cfg.queues)
-	assert.Equal(t, "@x", cfg.socket)
+	assert.True(t, cfg.link.Master && cfg.polling)
+	assert.Equal(t, 4, cfg.link.Queues)
+	assert.Equal(t, "@x", cfg.link.Socket)
 }
 
 // child is the responder process; t.Cleanup kills it if the test did not

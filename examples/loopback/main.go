@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/memif-go/memif"
+	"github.com/memif-go/memif/internal/exflag"
 	"github.com/memif-go/memif/internal/pkt"
 	"golang.org/x/sys/unix"
 )
@@ -44,15 +45,7 @@ func main() {
 	flag.IntVar(&cfg.queues, "queues", 1, "queue pairs, one sender and one receiver goroutine each (1..16)")
 	flag.BoolVar(&cfg.copyMode, "copy", false, "copy packets in and out of Go memory instead of zero-copy")
 	flag.StringVar(&cfg.socket, "socket", fmt.Sprintf("@memif-go-loopback-%d", os.Getpid()), "socket path ('@' = abstract)")
-	flag.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: loopback [flags]\n\nMoves verified packets between a memif master and slave in this process.\n\n")
-		flag.PrintDefaults()
-	}
-	flag.Parse()
-	if err := cfg.validate(); err != nil {
-		fmt.Fprintln(os.Stderr, "loopback:", err)
-		os.Exit(2)
-	}
+	exflag.Parse("loopback", "usage: loopback [flags]\n\nMoves verified packets between a memif master and slave in this process.\n\n", cfg.validate)
 	var c counters
 	elapsed, err := run(cfg, &c)
 	sent, recv := c.sent.Load(), c.received.Load()
@@ -60,27 +53,18 @@ func main() {
 	fmt.Printf("packets sent %d received %d in %.2fs: %.2f Mpps, %.2f Gbit/s; drops %d, reordered %d, corrupt %d\n",
 		sent, recv, elapsed.Seconds(), float64(recv)/elapsed.Seconds()/1e6, bits/elapsed.Seconds()/1e9,
 		sent-recv, c.reordered.Load(), c.corrupt.Load())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "loopback:", err)
-		os.Exit(1)
-	}
+	exflag.Exit("loopback", 1, err)
 	if c.corrupt.Load() != 0 || sent != recv || c.lost.Load() != 0 {
 		os.Exit(1)
 	}
 }
 
 func (cfg *config) validate() error {
-	switch {
-	case cfg.size < pkt.HeaderLen || cfg.size > 65535:
-		return fmt.Errorf("-size %d is outside %d..65535", cfg.size, pkt.HeaderLen)
-	case cfg.burst < 1 || cfg.burst > 256:
-		return fmt.Errorf("-burst %d is outside 1..256", cfg.burst)
-	case cfg.queues < 1 || cfg.queues > 16:
-		return fmt.Errorf("-queues %d is outside 1..16", cfg.queues)
-	case cfg.count == 0 && cfg.duration <= 0:
+	if cfg.count == 0 && cfg.duration <= 0 {
 		return errors.New("give -count or -duration")
 	}
-	return nil
+	return exflag.First(exflag.InRange("size", cfg.size, pkt.HeaderLen, 65535),
+		exflag.InRange("burst", cfg.burst, 1, 256), exflag.InRange("queues", cfg.queues, 1, 16))
 }
 
 func run(cfg config, c *counters) (time.Duration, error) {

@@ -2,18 +2,18 @@ package main
 
 import (
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"testing"
 
+	"github.com/memif-go/memif/internal/proctest"
 	"github.com/stretchr/testify/require"
 )
 
+func TestMain(m *testing.M) { proctest.Main(m) }
+
 // TestLoopbackRuns builds the demo and runs it as a user would.
 func TestLoopbackRuns(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "loopback")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	require.NoError(t, err, "%s", out)
+	bin := proctest.Self(t)
 	for _, args := range [][]string{
 		{"-count", "200000", "-queues", "2", "-burst", "32"},
 		{"-count", "50000", "-size", "1500", "-copy"},
@@ -26,7 +26,7 @@ func TestLoopbackRuns(t *testing.T) {
 		require.Equal(t, want, m[1], "sent")
 		require.Equal(t, want, m[2], "received")
 	}
-	out, err = exec.Command(bin, "-size", "8").CombinedOutput()
+	out, err := exec.Command(bin, "-size", "8").CombinedOutput()
 	require.Error(t, err)
 	require.Contains(t, string(out), "-size 8 is outside")
 }

@@ -14,7 +14,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -25,6 +24,7 @@ import (
 	"time"
 
 	"github.com/memif-go/memif"
+	"github.com/memif-go/memif/internal/exflag"
 	"github.com/memif-go/memif/internal/pkt"
 	"golang.org/x/sys/unix"
 )
@@ -32,16 +32,8 @@ import (
 const name = "receiver"
 
 type config struct {
-	slave      bool
-	socket     string
-	id         uint
-	secret     string
-	queues     int
-	count      uint64
-	burst      int
-	bufferSize int
-	log2Ring   int
-	retry      time.Duration
+	link  exflag.Link
+	count uint64
 }
 
 // stats are totals over all queues and link sessions.
@@ -66,53 +58,19 @@ func (s *stats) bad() bool {
 
 func main() {
 	var cfg config
-	flag.BoolVar(&cfg.slave, "slave", false, "be the memif slave (default: master)")
-	flag.StringVar(&cfg.socket, "socket", "@memif-go-traffic", "socket path ('@' = abstract)")
-	flag.UintVar(&cfg.id, "id", 0, "memif interface id (must match the sender's)")
-	flag.StringVar(&cfg.secret, "secret", "", "shared secret (must match the sender's)")
-	flag.IntVar(&cfg.queues, "queues", 1, "queues: as slave, how many to ask for; as master, the most to accept")
+	cfg.link.Register(flag.CommandLine, "", exflag.Defaults{Role: exflag.SlaveFlag, Socket: "@memif-go-traffic",
+		Peer: "the sender's", QueuesHelp: "queues: as slave, how many to ask for; as master, the most to accept", Ring: true,
+		Burst: 256, MaxBurst: 4096, BurstHelp: "rx batch size (1..4096)",
+		Retry: 100 * time.Millisecond, RetryHelp: "as slave, connection request period while no master listens"})
 	flag.Uint64Var(&cfg.count, "c", 0, "exit once this many packets arrived (0: run until SIGINT/SIGTERM)")
-	flag.IntVar(&cfg.burst, "burst", 256, "rx batch size (1..4096)")
-	flag.IntVar(&cfg.bufferSize, "buffer-size", 2048, "buffer size as slave (the slave's value wins)")
-	flag.IntVar(&cfg.log2Ring, "ring", 10, "log2 of the ring size as slave")
-	flag.DurationVar(&cfg.retry, "retry", 100*time.Millisecond, "as slave, connection request period while no master listens")
-	flag.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: receiver [flags]\n\nReceives and verifies the traffic of examples/sender.\n\n")
-		flag.PrintDefaults()
-	}
-	flag.Parse()
-	if err := cfg.validate(); err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
-		os.Exit(2)
-	}
+	exflag.Parse(name, "usage: receiver [flags]\n\nReceives and verifies the traffic of examples/sender.\n\n", cfg.link.Validate)
 	var st stats
 	err := run(cfg, &st)
 	fmt.Println(st.summary())
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
-		os.Exit(1)
-	}
+	exflag.Exit(name, 1, err)
 	if st.bad() {
 		os.Exit(1)
 	}
-}
-
-func (cfg *config) validate() error {
-	switch {
-	case cfg.queues < 1 || cfg.queues > 255:
-		return fmt.Errorf("-queues %d is outside 1..255", cfg.queues)
-	case cfg.burst < 1 || cfg.burst > 4096:
-		return fmt.Errorf("-burst %d is outside 1..4096", cfg.burst)
-	case cfg.bufferSize < 128 || cfg.bufferSize > 65535:
-		return fmt.Errorf("-buffer-size %d is outside 128..65535", cfg.bufferSize)
-	case cfg.log2Ring < 1 || cfg.log2Ring > memif.MaxLog2RingSize:
-		return fmt.Errorf("-ring %d is outside 1..%d", cfg.log2Ring, memif.MaxLog2RingSize)
-	case cfg.id > 1<<32-1:
-		return fmt.Errorf("-id %d does not fit 32 bits", cfg.id)
-	case cfg.retry <= 0:
-		return errors.New("-retry must be positive")
-	}
-	return nil
 }
 
 // receiver counts what every queue handler verified.
@@ -128,11 +86,9 @@ func run(cfg config, st *stats) error {
 	r := &receiver{cfg: cfg, st: st, done: make(chan struct{})}
 	var ep *memif.Endpoint
 	ep, err := memif.NewEndpoint(memif.EndpointConfig{
-		Socket: memif.SocketArgs{Path: cfg.socket, AppName: "memif-go-receiver"},
-		Conn: memif.ConnArgs{Secret: cfg.secret, IsMaster: !cfg.slave, InterfaceID: uint32(cfg.id),
-			NumS2MRings: uint8(cfg.queues), NumM2SRings: uint8(cfg.queues), BufferSize: uint16(cfg.bufferSize),
-			Log2RingSize: uint8(cfg.log2Ring), InterfaceName: "receiver"},
-		Mode: memif.WaitAdaptive, Batch: cfg.burst, Reconnect: cfg.retry,
+		Socket: cfg.link.SocketArgs("memif-go-receiver"),
+		Conn:   cfg.link.ConnArgs("receiver"),
+		Mode:   memif.WaitAdaptive, Batch: cfg.link.Burst, Reconnect: cfg.link.Retry,
 		OnError: func(err error) { fmt.Fprintf(os.Stderr, "%s: %v\n", name, err) },
 		OnLinkUp: func(l memif.Link) {
 			d, _ := ep.Details()
@@ -150,10 +106,10 @@ func run(cfg config, st *stats) error {
 		return err
 	}
 	role := "master, listening"
-	if cfg.slave {
+	if !cfg.link.Master {
 		role = "slave, connecting"
 	}
-	fmt.Fprintf(os.Stderr, "%s: %s on %s\n", name, role, cfg.socket)
+	fmt.Fprintf(os.Stderr, "%s: %s on %s\n", name, role, cfg.link.Socket)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	ctx, cancel := context.WithCancel(ctx)

@@ -25,27 +25,20 @@ import (
 	"time"
 
 	"github.com/memif-go/memif"
+	"github.com/memif-go/memif/internal/exflag"
 	"github.com/memif-go/memif/internal/pkt"
 )
 
 const name = "sender"
 
 type config struct {
-	master     bool
-	socket     string
-	id         uint
-	secret     string
-	queues     int
-	size       int
-	rate       float64
-	duration   time.Duration
-	count      uint64
-	burst      int
-	wait       time.Duration
-	drain      time.Duration
-	bufferSize int
-	log2Ring   int
-	retry      time.Duration
+	link     exflag.Link
+	size     int
+	rate     float64
+	duration time.Duration
+	count    uint64
+	wait     time.Duration
+	drain    time.Duration
 }
 
 type stats struct {
@@ -54,30 +47,17 @@ type stats struct {
 
 func main() {
 	var cfg config
-	flag.BoolVar(&cfg.master, "master", false, "be the memif master (default: slave)")
-	flag.StringVar(&cfg.socket, "socket", "@memif-go-traffic", "socket path ('@' = abstract)")
-	flag.UintVar(&cfg.id, "id", 0, "memif interface id (must match the receiver's)")
-	flag.StringVar(&cfg.secret, "secret", "", "shared secret (must match the receiver's)")
-	flag.IntVar(&cfg.queues, "queues", 1, "tx queues, one stream each (as master: the most to accept)")
+	cfg.link.Register(flag.CommandLine, "", exflag.Defaults{Socket: "@memif-go-traffic", Peer: "the receiver's",
+		QueuesHelp: "tx queues, one stream each (as master: the most to accept)", Ring: true,
+		Burst: 32, MaxBurst: 256, BurstHelp: "packets per burst (1..256)",
+		Retry: 100 * time.Millisecond, RetryHelp: "as slave, connection request period while no master listens"})
 	flag.IntVar(&cfg.size, "size", 64, fmt.Sprintf("frame size in bytes (%d..9000; chained when over the buffer size)", pkt.HeaderLen))
 	flag.Float64Var(&cfg.rate, "rate", 0, "packets per second over all queues (0: as fast as possible)")
 	flag.DurationVar(&cfg.duration, "duration", 0, "send for this long (0: until -count)")
 	flag.Uint64Var(&cfg.count, "count", 1_000_000, "packets per queue (0: until -duration)")
-	flag.IntVar(&cfg.burst, "burst", 32, "packets per burst (1..256)")
 	flag.DurationVar(&cfg.wait, "wait", 10*time.Second, "how long to wait for the link")
 	flag.DurationVar(&cfg.drain, "drain", 10*time.Second, "how long to wait for the receiver to consume the rings")
-	flag.IntVar(&cfg.bufferSize, "buffer-size", 2048, "buffer size as slave (the slave's value wins)")
-	flag.IntVar(&cfg.log2Ring, "ring", 10, "log2 of the ring size as slave")
-	flag.DurationVar(&cfg.retry, "retry", 100*time.Millisecond, "as slave, connection request period while no master listens")
-	flag.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: sender [flags]\n\nSends verifiable traffic to examples/receiver.\n\n")
-		flag.PrintDefaults()
-	}
-	flag.Parse()
-	if err := cfg.validate(); err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
-		os.Exit(2)
-	}
+	exflag.Parse(name, "usage: sender [flags]\n\nSends verifiable traffic to examples/receiver.\n\n", cfg.validate)
 	var st stats
 	elapsed, err := run(cfg, &st)
 	var mpps, gbps float64
@@ -87,34 +67,18 @@ func main() {
 	}
 	fmt.Printf("sent %d bytes %d seconds %.3f mpps %.3f gbps %.3f retries %d\n",
 		st.sent.Load(), st.bytes.Load(), elapsed.Seconds(), mpps, gbps, st.retries.Load())
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
-		os.Exit(1)
-	}
+	exflag.Exit(name, 1, err)
 }
 
 func (cfg *config) validate() error {
 	switch {
-	case cfg.size < pkt.HeaderLen || cfg.size > 9000:
-		return fmt.Errorf("-size %d is outside %d..9000", cfg.size, pkt.HeaderLen)
-	case cfg.burst < 1 || cfg.burst > 256:
-		return fmt.Errorf("-burst %d is outside 1..256", cfg.burst)
-	case cfg.queues < 1 || cfg.queues > 255:
-		return fmt.Errorf("-queues %d is outside 1..255", cfg.queues)
 	case cfg.rate < 0:
 		return fmt.Errorf("-rate %v is negative", cfg.rate)
 	case cfg.count == 0 && cfg.duration <= 0:
 		return errors.New("give -count or -duration")
-	case cfg.wait <= 0 || cfg.drain <= 0 || cfg.retry <= 0:
-		return errors.New("-wait, -drain and -retry must be positive")
-	case cfg.bufferSize < 128 || cfg.bufferSize > 65535:
-		return fmt.Errorf("-buffer-size %d is outside 128..65535", cfg.bufferSize)
-	case cfg.log2Ring < 1 || cfg.log2Ring > memif.MaxLog2RingSize:
-		return fmt.Errorf("-ring %d is outside 1..%d", cfg.log2Ring, memif.MaxLog2RingSize)
-	case cfg.id > 1<<32-1:
-		return fmt.Errorf("-id %d does not fit 32 bits", cfg.id)
 	}
-	return nil
+	return exflag.First(exflag.InRange("size", cfg.size, pkt.HeaderLen, 9000),
+		exflag.Positive("-wait and -drain", cfg.wait, cfg.drain), cfg.link.Validate())
 }
 
 func run(cfg config, st *stats) (time.Duration, error) {
@@ -127,13 +91,11 @@ func run(cfg config, st *stats) (time.Duration, error) {
 	var ep *memif.Endpoint
 	errs := make(chan error, 256)
 	ep, err := memif.NewEndpoint(memif.EndpointConfig{
-		Socket: memif.SocketArgs{Path: cfg.socket, AppName: "memif-go-sender"},
-		Conn: memif.ConnArgs{Secret: cfg.secret, IsMaster: cfg.master, InterfaceID: uint32(cfg.id),
-			NumS2MRings: uint8(cfg.queues), NumM2SRings: uint8(cfg.queues), BufferSize: uint16(cfg.bufferSize),
-			Log2RingSize: uint8(cfg.log2Ring), InterfaceName: "sender"},
-		Reconnect: cfg.retry,
+		Socket:    cfg.link.SocketArgs("memif-go-sender"),
+		Conn:      cfg.link.ConnArgs("sender"),
+		Reconnect: cfg.link.Retry,
 		OnLinkUp: func(l memif.Link) {
-			if !cfg.master { // one run, one link: no reconnect behind our back
+			if !cfg.link.Master { // one run, one link: no reconnect behind our back
 				ep.Loop().Socket().SetConnectionRequestTimer(0)
 			}
 		},
@@ -159,7 +121,7 @@ func run(cfg config, st *stats) (time.Duration, error) {
 	go func() { ran <- ep.Run(ctx) }()
 	defer func() { cancel(); <-ran }()
 
-	fmt.Fprintf(os.Stderr, "%s: waiting for link on %s\n", name, cfg.socket)
+	fmt.Fprintf(os.Stderr, "%s: waiting for link on %s\n", name, cfg.link.Socket)
 	up, upCancel := context.WithTimeout(ctx, cfg.wait)
 	l, err := ep.WaitUp(up)
 	upCancel()
@@ -216,12 +178,12 @@ func send(ctx context.Context, q *memif.Queue, cfg config, stop *atomic.Bool, st
 	scratch := make([]byte, cfg.size)                    // chained frames are built here, then copied
 	var p *pacer
 	if cfg.rate > 0 {
-		p = newPacer(cfg.rate/float64(l.TxQueues), cfg.burst)
+		p = newPacer(cfg.rate/float64(l.TxQueues), cfg.link.Burst)
 	}
 	id := uint16(q.ID())
 	var seq, retries uint64
 	for (cfg.count == 0 || seq < cfg.count) && !stop.Load() && ctx.Err() == nil {
-		want := cfg.burst
+		want := cfg.link.Burst
 		if cfg.count > 0 {
 			want = int(min(uint64(want), cfg.count-seq))
 		}

@@ -169,3 +169,34 @@ func (p *Proc) Wait(timeout time.Duration) (exited bool, err error) {
 		return false, nil
 	}
 }
+
+// self builds the test's own package: see BuildSelf.
+var self Builder
+
+// BuildSelf builds the package in the test's directory ("."), once per test
+// process; Main removes the binary.
+func BuildSelf() (string, error) { return self.Build(".") }
+
+// Self is BuildSelf's binary; a failed build fails t.
+func Self(t testing.TB) string {
+	t.Helper()
+	bin, err := BuildSelf()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// StartSelf starts the test's own package (Self) with args.
+func StartSelf(t testing.TB, args ...string) *Proc {
+	t.Helper()
+	return Start(t, Self(t), args...)
+}
+
+// Main is a TestMain for tests that use BuildSelf: it runs them, removes
+// the binary and exits with their status.
+func Main(m *testing.M) {
+	code := m.Run()
+	self.Clean()
+	os.Exit(code)
+}

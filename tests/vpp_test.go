@@ -121,7 +121,8 @@ func startResponder(t *testing.T, args ...string) *responder {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "icmp_responder")
 	build := exec.Command("go", "build", "-o", bin, "./icmp_responder")
-	build.Dir = "../examples" // the examples are their own module
+	build.Dir = "../examples"                            // the examples are their own module
+	build.Env = append(os.Environ(), "GOTOOLCHAIN=auto") // its go line may be above the floor
 	out, err := build.CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	r := &responder{cmd: exec.Command(bin, args...), out: &output{}, exited: make(chan error, 1)}

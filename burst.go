@@ -184,7 +184,8 @@ const RefillAll = refillWholeRing
 // full ring returns the buffers it got with ErrNoBufRing. Write through
 // Data, then TxBurst. On a master the slave chose the buffer lengths: unless
 // the batch holds a whole ring, allocation stops early (a short n, no error)
-// when the batch could not hold one more packet cut in half-size buffers. A
+// when the batch could not hold one more packet cut in 64-byte buffers (see
+// masterSegment). A
 // master can allocate only once the slave has refilled its ring, shortly
 // after OnConnect.
 func (c *Conn) BufferAlloc(qid uint16, bufs *Buffers, count int, size uint16) (n int, err error) {
@@ -372,11 +373,13 @@ func (c *Conn) ReleaseTx(qid uint16) (n int, err error) {
 }
 
 // masterSegment is the shortest buffer a master assumes its slave offers:
-// half the slave's buffer size (libmemif slaves refill with headroom taken
-// off the buffer; VPP and DPDK offer whole buffers), or 64 bytes when the
-// buffer size is unknown.
+// minSegment. The protocol never tells a master its slave's buffer size;
+// the guess from region sizes (negotiatedBufferSize) is far too large for
+// a VPP slave in zero-copy, whose buffer region is its whole buffer pool,
+// so it can bound lengths from above but never segments from below. The
+// descriptor guard refuses buffers shorter than this.
 func (l *link) masterSegment() int {
-	return max(int(l.bufferSize)/2, minSegment)
+	return minSegment
 }
 
 // minSegment is the shortest buffer a master ever assumes.

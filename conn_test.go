@@ -24,7 +24,8 @@ func sendOne(t *testing.T, c *Conn, qid, stream uint16, seq uint64) {
 }
 
 func sendStreamFrom(c *Conn, qid, stream uint16, seq uint64) error {
-	bufs, err := NewBuffers(1)
+	// Room for the worst case: a master assumes 64-byte slave buffers.
+	bufs, err := NewBuffers(2)
 	if err != nil {
 		return err
 	}
@@ -499,7 +500,7 @@ func TestAllocationFreeHotPath(t *testing.T) {
 
 func TestSetNextFreeBufferAndRequeue(t *testing.T) {
 	p := connectPair(t, ConnArgs{}, ConnArgs{})
-	tx, _ := NewBuffers(4)
+	tx, _ := NewBuffers(8) // a master leaves room for 64-byte slave buffers
 	defer tx.Free()
 	n, err := p.master.BufferAlloc(0, tx, 4, 128)
 	require.NoError(t, err)

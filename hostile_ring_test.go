@@ -50,7 +50,9 @@ type ringSender struct {
 }
 
 func newSender(t *testing.T, c *Conn) *ringSender {
-	b, err := NewBuffers(64)
+	// Room for a 5000-byte packet in the master's worst case (64-byte
+	// segments) from any of the first slots.
+	b, err := NewBuffers(256)
 	require.NoError(t, err)
 	t.Cleanup(b.Free)
 	s := &ringSender{t: t, c: c, bufs: b, pkt: make([]byte, 1<<16)}

@@ -284,7 +284,7 @@ func TestBurstArgumentErrors(t *testing.T) {
 	assertArgErr(t, err, "count")
 	_, err = p.slave.BufferAlloc(0, bufs, 2, 9000) // 2 chains of 5 do not fit in 8
 	assertArgErr(t, err, "count")
-	_, err = p.master.BufferAlloc(0, bufs, 1, 9000) // a master assumes half-size segments: 9
+	_, err = p.master.BufferAlloc(0, bufs, 1, 9000) // a master assumes 64-byte segments: 141
 	assertArgErr(t, err, "size")
 	_, err = p.master.BufferEnqTx(0, bufs, 1)
 	assertArgErr(t, err, "connection")

@@ -223,15 +223,6 @@ func (t *fdTable) leaked() []int {
 	return out
 }
 
-// wait blocks up to ms milliseconds (-1: forever) for ready fds.
-func (t *fdTable) wait(evs []unix.EpollEvent, ms int) (int, error) {
-	n, err := unix.EpollWait(t.epfd, evs, ms)
-	if err != nil {
-		return 0, err
-	}
-	return n, nil
-}
-
 func (t *fdTable) close() {
 	if t.epfd >= 0 {
 		unix.Close(t.epfd)

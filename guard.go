@@ -85,10 +85,14 @@ type GuardStats struct {
 	TimedOut  uint64 // no connection within HandshakeTimeout
 	OverCap   uint64 // beyond MaxPending channels
 	Denied    uint64 // peer uid not in AllowUIDs
+	// Unsealed counts peer regions whose memfd could not be sealed against
+	// shrinking (not created with MFD_ALLOW_SEALING): the peer could still
+	// shrink them and fault us on access. libmemif's, for one, are sealed.
+	Unsealed uint64
 }
 
 type guardCounters struct {
-	accepted, malformed, timedOut, overCap, denied atomic.Uint64
+	accepted, malformed, timedOut, overCap, denied, unsealed atomic.Uint64
 }
 
 // GuardStats returns the guard's counters. Safe from any goroutine.
@@ -98,7 +102,8 @@ func (s *Socket) GuardStats() GuardStats {
 	}
 	c := &s.gstats
 	return GuardStats{Accepted: c.accepted.Load(), Malformed: c.malformed.Load(),
-		TimedOut: c.timedOut.Load(), OverCap: c.overCap.Load(), Denied: c.denied.Load()}
+		TimedOut: c.timedOut.Load(), OverCap: c.overCap.Load(), Denied: c.denied.Load(),
+		Unsealed: c.unsealed.Load()}
 }
 
 // memif.h wire format.
@@ -223,18 +228,23 @@ func (g *channelGuard) release() {
 // refuse shuts the channel down and reports why. Reading end-of-file next,
 // libmemif disconnects (or drops the unauthenticated channel) itself.
 func (g *channelGuard) refuse(msg, reason string) {
-	g.settle()
-	if g.state == gsClosed {
-		return
+	if g.state != gsClosed && g.shut() {
+		if cb := g.s.guard.OnRefuse; cb != nil {
+			cb(&ProtocolError{Peer: g.peer(), FD: g.fd, Msg: msg, Reason: reason})
+		}
 	}
+}
+
+// shut closes the channel for good and shuts its socket down, if the fd is
+// still the one libmemif reported (see fdTable.prune): never another file.
+func (g *channelGuard) shut() bool {
+	g.settle()
 	g.state = gsClosed
 	if w := g.s.fdt.fds[g.fd]; w == nil || w.guard != g || !w.same(g.fd) {
-		return // no longer ours (see fdTable.prune): never touch another file
+		return false
 	}
 	unix.Shutdown(g.fd, unix.SHUT_RDWR)
-	if cb := g.s.guard.OnRefuse; cb != nil {
-		cb(&ProtocolError{Peer: g.peer(), FD: g.fd, Msg: msg, Reason: reason})
-	}
+	return true
 }
 
 // admit runs before libmemif reads the channel: it checks the message
@@ -248,7 +258,10 @@ func (g *channelGuard) admit() bool {
 			g.s.gstats.malformed.Add(1)
 			g.refuse(msg, reason)
 		case verdictHangup:
-			g.hangup()
+			// The peer reset the socket: the peek consumed the error, so
+			// libmemif must read end-of-file, never a message queued
+			// before the reset.
+			g.shut()
 		case verdictNothing:
 			return false
 		}
@@ -257,17 +270,6 @@ func (g *channelGuard) admit() bool {
 		drain(g.fd)
 	}
 	return true
-}
-
-// hangup closes a channel whose socket failed (the peer reset it): the
-// error is consumed by the peek, so libmemif must read end-of-file, never
-// a message queued before the reset.
-func (g *channelGuard) hangup() {
-	g.settle()
-	g.state = gsClosed
-	if w := g.s.fdt.fds[g.fd]; w != nil && w.guard == g && w.same(g.fd) {
-		unix.Shutdown(g.fd, unix.SHUT_RDWR)
-	}
 }
 
 type verdict uint8
@@ -428,6 +430,14 @@ func (g *channelGuard) checkRegion(b []byte, fd int) string {
 	}
 	if size == 0 || size > maxRegionSize {
 		return fmt.Sprintf("region size %d is outside 1..%d", size, uint64(maxRegionSize))
+	}
+	// Seal the size before checking it: a peer could otherwise shrink its
+	// memfd afterwards and fault us (SIGBUS) on access. libmemif seals its
+	// own regions so; a memfd that cannot be sealed is counted.
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_SHRINK); err != nil {
+		if seals, err := unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0); err != nil || seals&unix.F_SEAL_SHRINK == 0 {
+			g.s.gstats.unsealed.Add(1)
+		}
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/memif-go/memif/internal/memifwire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -376,4 +377,26 @@ func TestResetBehindHostileMessage(t *testing.T) {
 		p.Close()
 	}
 	g.serves()
+}
+
+// TestRegionsSealedAgainstShrinking: a slave that shrinks its region's
+// memfd after the master checked its size would fault the master (SIGBUS)
+// on access. The guard seals the size before checking it; a memfd that
+// cannot be sealed is counted. A libmemif slave's regions are sealed.
+func TestRegionsSealedAgainstShrinking(t *testing.T) {
+	g := newGuardedMaster(t, GuardConfig{})
+	p := dialRaw(t, g.path)
+	p.Expect(msgHello, 5*time.Second)
+	handshake(t, p)
+	sealable := memifwire.SealableMemFD(t, 1<<20)
+	require.NoError(t, p.Msg(regionMsg(0, 1<<20), sealable))
+	p.Expect(msgAck, 5*time.Second)
+	assert.ErrorIs(t, unix.Ftruncate(sealable, 4096), unix.EPERM, "the peer can no longer shrink the region")
+	assert.Zero(t, g.loop.Socket().GuardStats().Unsealed)
+	require.NoError(t, p.Msg(regionMsg(1, 1<<20), memFD(t, 1<<20)))
+	p.Expect(msgAck, 5*time.Second)
+	assert.Equal(t, uint64(1), g.loop.Socket().GuardStats().Unsealed, "an unsealable memfd is counted")
+	p.Close()
+	g.serves()
+	assert.Equal(t, uint64(1), g.loop.Socket().GuardStats().Unsealed, "a libmemif slave's regions are sealed")
 }

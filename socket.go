@@ -435,7 +435,7 @@ func (s *Socket) waitFDs(evs []unix.EpollEvent, timeout time.Duration) (int, err
 			ms = dm
 		}
 	}
-	n, err := s.fdt.wait(evs, ms)
+	n, err := unix.EpollWait(s.fdt.epfd, evs, ms)
 	if err != nil && !errors.Is(err, unix.EINTR) {
 		err = syscallErr(err)
 	}

@@ -214,10 +214,22 @@ func closeFDs(oob []byte) {
 	}
 }
 
-// MemFD returns a memfd of size bytes, closed at the test's cleanup.
+// MemFD returns a memfd of size bytes, closed at the test's cleanup; it
+// cannot be sealed (SealableMemFD can, as libmemif's).
 func MemFD(t testing.TB, size int64) int {
 	t.Helper()
-	fd, err := unix.MemfdCreate("memifwire", unix.MFD_CLOEXEC)
+	return memFD(t, size, 0)
+}
+
+// SealableMemFD is MemFD created with MFD_ALLOW_SEALING.
+func SealableMemFD(t testing.TB, size int64) int {
+	t.Helper()
+	return memFD(t, size, unix.MFD_ALLOW_SEALING)
+}
+
+func memFD(t testing.TB, size int64, flags int) int {
+	t.Helper()
+	fd, err := unix.MemfdCreate("memifwire", unix.MFD_CLOEXEC|flags)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,9 @@ const MaxBurst = 0xffff
 //   - and never after the link goes down (OnDisconnect returned) or the Conn
 //     is deleted: the region is unmapped then.
 //
-// Copy what must outlive that (AppendPacket does).
+// Copy what must outlive that (AppendPacket does). In a packet loop, take
+// a Batch (Buffers.Batch) after the burst: the same views, checked once
+// per batch instead of once per buffer.
 //
 // What the binding enforces: Data returns nil once the batch's session has
 // ended and its memory is unmapped (OnDisconnect returned: one atomic load
@@ -49,6 +51,7 @@ type Buffers struct {
 	meta    *batchMeta
 	cleanup runtime.Cleanup
 	parent  *Buffers // keeps the memory of a Slice alive
+	batched bool     // a Batch was made: Free leaves the memory to the cleanup
 }
 
 // batchMeta is shared by a batch and its slices.
@@ -213,12 +216,18 @@ func (b *Buffers) Slice(from, to int) *Buffers {
 	return &Buffers{p: &b.b[from], b: b.b[from:to], caps: b.caps[from:to], meta: b.meta, parent: b}
 }
 
-// Free releases the batch. It must not be in use by a burst.
+// Free releases the batch: later calls with it fail with an *ArgError. It
+// must not be in use by a burst. Its descriptor memory is freed now, or once
+// the last Batch made from it is unreachable.
 func (b *Buffers) Free() {
-	if b != nil && b.p != nil && b.parent == nil {
+	if b == nil || b.p == nil || b.parent != nil {
+		return
+	}
+	p := b.p
+	b.p, b.b, b.caps = nil, nil, nil
+	if !b.batched { // no Batch can point at it
 		b.cleanup.Stop()
-		C.free(unsafe.Pointer(b.p))
-		b.p, b.b, b.caps = nil, nil, nil
+		C.free(unsafe.Pointer(p))
 	}
 }
 

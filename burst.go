@@ -372,12 +372,14 @@ func (c *Conn) ReleaseTx(qid uint16) (n int, err error) {
 	return int(r & 0xffff), nil
 }
 
-// masterSegment is the shortest buffer a master assumes its slave offers:
-// minSegment. The protocol never tells a master its slave's buffer size;
-// the guess from region sizes (negotiatedBufferSize) is far too large for
-// a VPP slave in zero-copy, whose buffer region is its whole buffer pool,
-// so it can bound lengths from above but never segments from below. The
-// descriptor guard refuses buffers shorter than this.
+// masterSegment is the shortest buffer a master's argument checks assume
+// its slave offers: minSegment. The protocol never tells a master its
+// slave's buffer size; the guess from region sizes (negotiatedBufferSize)
+// is far too large for a VPP slave in zero-copy, whose buffer region is its
+// whole buffer pool, so it can bound lengths from above but never segments
+// from below. In C each queue then learns a tighter bound from the slave's
+// refilled buffers (memifgo_tx_seg), and the descriptor guard refuses
+// buffers shorter than that.
 func (l *link) masterSegment() int {
 	return minSegment
 }

@@ -347,6 +347,8 @@ memifgo_copy_tx (uintptr_t conn, uintptr_t g_, uint16_t qid, uintptr_t bufs,
     }
   if (q->cur != q->rel) // allocations nobody will send: give them back
     memifgo_tx_flush (conn, g, q, qid);
+  if (seg && g->master) // the slave's buffers, as learned (the caller assumed minseg)
+    seg = memifgo_tx_seg (g, q);
   while (p < npkts)
     {
       uint32_t len = (uint32_t) (offs[p + 1] - offs[p]);

@@ -46,6 +46,7 @@ typedef struct
   uint8_t open;   // rx: the last buffer received had NEXT (a chain goes on)
   uint8_t stop;   // tx (master): a bad slot is ahead, allocation stops before it
   uint8_t seen;   // tx: chk is valid (a bad slot is counted once)
+  uint32_t seg;   // master tx: shortest slave buffer accepted, learned (0: not yet)
   uint32_t ndrop; // rx: dropped slots not yet refilled (bits in drop)
   uint64_t bad;	  // descriptors that failed a check
   uint64_t dropped; // rx: buffers dropped (bad, empty, and the rest of a bad one's packet)
@@ -59,7 +60,7 @@ typedef struct
   uint16_t nrx, ntx;
   uint32_t nregions;
   uint32_t bufsize; // 0: unknown (a master whose slave's layout hides it)
-  uint32_t minseg;  // master: shortest tx buffer accepted (the batch bound's assumption)
+  uint32_t minseg;  // master: shortest tx buffer accepted until a queue learns its own (seg)
   uint32_t desc_off, tail_off; // ring layout: desc[0] and tail from the ring start
   memifgo_region_t reg[256];
   memifgo_q_t q[]; // rx queues, then tx queues
@@ -493,6 +494,27 @@ memifgo_refill (uintptr_t conn, const memifgo_guard_t *g, memifgo_q_t *q,
 #define MEMIFGO_ETXSTALE 0x1004 // buffer b is not the next unsent allocation
 #define MEMIFGO_EBADDESC 0x1006 // allocation stopped before a bad descriptor
 
+// A master's shortest accepted tx buffer. The protocol never tells a master
+// its slave's buffer size, so each queue learns it from the first buffer the
+// slave refilled: half of that length (a slave refills with buffer size minus
+// headroom, and may change the headroom), never below minseg nor above the
+// buffer size. Shorter buffers are refused (memifgo_tx_pre), so a packet of
+// size bytes takes at most size/seg of them: the batch bound. Until the slave
+// refilled anything (nothing to allocate yet), or with an unverified ring
+// layout, minseg.
+static inline uint32_t
+memifgo_tx_seg (const memifgo_guard_t *g, memifgo_q_t *q)
+{
+  if (MEMIFGO_UNLIKELY (!q->seg) && q->ring && *memifgo_head (q) != q->cur)
+    {
+      uint32_t s = memifgo_desc (g, q, q->cur)->length / 2;
+      if (g->bufsize && s > g->bufsize)
+	s = g->bufsize;
+      q->seg = s > g->minseg ? s : g->minseg;
+    }
+  return q->seg ? q->seg : g->minseg;
+}
+
 // Before memif_buffer_alloc, over the need slots from cur it may take. A
 // master's free slots [cur, head) were filled by the slave: libmemif trusts
 // their region index (it indexes its region table) and their length (which
@@ -529,7 +551,8 @@ memifgo_tx_pre (const memifgo_guard_t *g, memifgo_q_t *q, uint32_t need,
     {
       // Fast path: every slot in the last region (the slow loop below
       // handles the others); offsets only when strict.
-      uint32_t lo = g->minseg, span = (g->bufsize ? g->bufsize : ~0u) - lo;
+      uint32_t lo = memifgo_tx_seg (g, q),
+	       span = (g->bufsize ? g->bufsize : ~0u) - lo;
       uint32_t hot = n - 1, mask = q->mask, start = q->cur & mask;
       uint64_t base = g->reg[hot].base, rlo = g->reg[hot].lo - base,
 	       rhi = g->reg[hot].hi - base;
@@ -566,7 +589,8 @@ memifgo_tx_pre (const memifgo_guard_t *g, memifgo_q_t *q, uint32_t need,
 		q->bad++;
 	      }
 	  }
-	else if (r >= n || len < g->minseg || (g->bufsize && len > g->bufsize)
+	else if (r >= n || len < memifgo_tx_seg (g, q)
+		 || (g->bufsize && len > g->bufsize)
 		 || (strict && (p < g->reg[ri].lo || p + len > g->reg[ri].hi)))
 	  {
 	    if (!q->seen || q->chk != slot)
@@ -613,8 +637,13 @@ memifgo_alloc (uintptr_t conn, const memifgo_guard_t *g, memifgo_q_t *q,
 {
   // Slots the allocation may take if every one is good: segments are at
   // least minseg (master, checked) or the buffer size (slave).
-  uint32_t seg = g->master ? g->minseg : g->bufsize;
+  uint32_t seg = g->master ? memifgo_tx_seg (g, q) : g->bufsize;
   uint32_t need = seg ? (uint32_t) count * ((size + seg - 1) / seg) : 0x10000;
+  if (worst && g->master) // the caller assumed minseg; the learned bound is tighter
+    {
+      uint32_t w = (size + seg - 1) / seg;
+      worst = (uint16_t) (w ? w : 1);
+    }
   uint32_t good = memifgo_tx_pre (g, q, need ? need : 1, strict || worst),
 	   bad = 0;
   uint16_t n = 0, i;

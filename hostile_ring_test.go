@@ -117,9 +117,10 @@ func (r *receiver) recv(want int) []uint64 {
 		n, _, err := r.c.RefillRxBurst(0, r.refill, 0, r.bufs, r.bufs.Cap())
 		require.NoError(r.t, err)
 		r.refill = n
-		for i := 0; i < n; i++ {
-			r.pkt = append(r.pkt, r.bufs.Data(i)...)
-			if r.bufs.HasNext(i) {
+		v := r.bufs.Batch(n)
+		for i := range v.Len() {
+			r.pkt = append(r.pkt, v.Data(i)...)
+			if v.HasNext(i) {
 				continue
 			}
 			_, seq, err := checkPacket(r.pkt)
@@ -415,4 +416,42 @@ func TestDescriptorStatsErrors(t *testing.T) {
 	_, err = p.master.DescriptorStats(0)
 	require.ErrorIs(t, err, ErrDisconnected)
 	require.False(t, errors.Is(err, ErrInvalArg), fmt.Sprint(err))
+}
+
+// A master learns its slave's buffer length from the first buffer the slave
+// refilled (half of it, for headroom) and refuses shorter ones, so its
+// batch bound can count on it: a slave shrinking buffers later is refused,
+// counted, and served again once it stops.
+func TestMasterLearnsSlaveBufferLength(t *testing.T) {
+	p := hostilePair(t)
+	s, r := newSender(t, p.master), newReceiver(t, p.slave)
+	flow(t, s, r, 2) // the master has allocated: it learned 2048 bytes
+	small, err := NewBuffers(64)
+	require.NoError(t, err)
+	defer small.Free()
+	for _, length := range []uint32{hostileBufSize/2 - 1, minSegment} {
+		cur, _ := p.master.ringIndex(true, 0)
+		d := p.master.ringDesc(true, 0, cur)
+		saved := *d
+		d.Length = length // long enough for the old 64-byte assumption
+		before, err := p.master.DescriptorStats(0)
+		require.NoError(t, err)
+		n, err := p.master.BufferAlloc(0, small, 1, 100)
+		require.ErrorIs(t, err, ErrBadDescriptor, "length %d", length)
+		require.Zero(t, n)
+		after, err := p.master.DescriptorStats(0)
+		require.NoError(t, err)
+		require.Equal(t, before.TxBadDescriptors+1, after.TxBadDescriptors)
+		*d = saved
+		flow(t, s, r, 2)
+	}
+	// Half the learned length is still a buffer (a slave's headroom).
+	cur, _ := p.master.ringIndex(true, 0)
+	p.master.ringDesc(true, 0, cur).Length = hostileBufSize / 2
+	before, err := p.master.DescriptorStats(0)
+	require.NoError(t, err)
+	flow(t, s, r, 2) // every packet verified, the first in that buffer
+	after, err := p.master.DescriptorStats(0)
+	require.NoError(t, err)
+	require.Equal(t, before.TxBadDescriptors, after.TxBadDescriptors)
 }

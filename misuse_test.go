@@ -4,6 +4,7 @@ package memif
 
 import (
 	"errors"
+	"runtime"
 	"testing"
 	"time"
 
@@ -261,6 +262,9 @@ func TestViewsAfterDisconnect(t *testing.T) {
 	k, err := p.master.BufferAlloc(0, tx, 1, 64)
 	require.NoError(t, err)
 	require.Equal(t, 1, k)
+	rxv, txv := rx.Batch(n), tx.Batch(k)
+	require.Equal(t, v, rxv.Data(1), "a Batch gives the same views")
+	require.Equal(t, 64, len(txv.Data(0)))
 
 	require.NoError(t, p.d.deleteConn(p.master))
 	waitConn(t, p.sev.disconnected, "slave OnDisconnect", 5*time.Second)
@@ -272,4 +276,41 @@ func TestViewsAfterDisconnect(t *testing.T) {
 		require.ErrorIs(t, err, ErrStaleView)
 	}
 	assert.Equal(t, 100, rx.Len(0), "Len stays readable: it is the batch's own memory")
+	// A Batch made before the end checks the session at every Data.
+	assert.Nil(t, rxv.Data(1))
+	assert.Nil(t, txv.Data(0))
+	assert.Equal(t, 200, rxv.Size(1))
+}
+
+// Batch never panics: indexes outside it give zero values, a nil or freed
+// batch gives an empty Batch, and a Batch outlives Free of its Buffers
+// (it keeps their descriptor memory).
+func TestBatchMisuse(t *testing.T) {
+	var nilb *Buffers
+	for _, v := range []Batch{nilb.Batch(4), {}} {
+		assert.Zero(t, v.Len())
+		assert.Nil(t, v.Data(0))
+		assert.Zero(t, v.Size(-1))
+		assert.False(t, v.HasNext(0))
+	}
+	p := connectPair(t, ConnArgs{}, ConnArgs{})
+	s := newSender(t, p.master)
+	s.send(100, 3000)
+	rx, err := NewBuffers(8)
+	require.NoError(t, err)
+	n, _, err := p.slave.RxBurst(0, rx, 8)
+	require.NoError(t, err)
+	require.Equal(t, rx.Cap(), rx.Batch(n+100).Len(), "clipped to the batch")
+	v := rx.Batch(n)
+	require.Equal(t, n, v.Len())
+	for _, i := range []int{-1, n, 1 << 20} {
+		assert.Nil(t, v.Data(i))
+		assert.Zero(t, v.Size(i))
+		assert.False(t, v.HasNext(i))
+	}
+	require.NoError(t, p.slave.RefillQueue(0, n, 0))
+	rx.Free()
+	assert.Zero(t, rx.Batch(1).Len(), "a freed batch has no buffers")
+	assert.Equal(t, 100, v.Size(0), "the descriptors outlive Free while a Batch holds them")
+	runtime.KeepAlive(v)
 }

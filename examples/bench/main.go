@@ -496,8 +496,9 @@ func (t *txq) step() (int, error) {
 			}
 		}
 	} else {
-		for i := 0; i < n; i++ {
-			putHeader(bufs.Data(i), seq, q)
+		v := bufs.Batch(n)
+		for i := range v.Len() {
+			putHeader(v.Data(i), seq, q)
 			seq++
 		}
 	}
@@ -566,8 +567,9 @@ func (r *rxq) step() (n int, err error) {
 			r.cont = bufs.HasNext(i)
 		}
 	} else {
-		for i := 0; i < n; i++ {
-			next, lost = see(bufs.Data(i), next, lost)
+		v := bufs.Batch(n)
+		for i := range v.Len() {
+			next, lost = see(v.Data(i), next, lost)
 		}
 	}
 	r.next, r.lost = next, lost

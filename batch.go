@@ -1,0 +1,77 @@
+//go:build linux && cgo
+
+package memif
+
+/*
+#include "cgo_helpers.h"
+*/
+import "C"
+
+import (
+	"sync/atomic"
+	"unsafe"
+)
+
+// Batch is the per-burst accessor of a Buffers batch: its first n buffers,
+// checked once when it is made, so a packet loop indexes them as C would
+// (`for i := range v.Len()` compiles to one bounds check per batch).
+// Get one after each burst with Buffers.Batch(n); it is a small value, not
+// an allocation. The lifetime rules of views are Buffers' (see "Lifetime of
+// views"): Data returns nil once the batch's session has ended. A Batch
+// keeps its Buffers' descriptor memory alive, even past Free.
+type Batch struct {
+	d    []C.memif_buffer_t
+	gone *atomic.Bool // the session's unmapped flag, or noSession
+	keep *Buffers
+}
+
+// noSession is the flag of a batch no burst filled yet: never set.
+var noSession atomic.Bool
+
+// Batch returns the accessor of buffers [0, n) (n clipped to the batch).
+// A nil or freed batch gives an empty Batch.
+func (b *Buffers) Batch(n int) Batch {
+	if b == nil || b.p == nil || n <= 0 {
+		return Batch{gone: &noSession}
+	}
+	n = min(n, len(b.b))
+	r := b
+	for r.parent != nil {
+		r = r.parent
+	}
+	if !r.batched {
+		r.batched = true
+	}
+	v := Batch{d: b.b[:n:n], gone: &noSession, keep: b}
+	if s := b.meta.session; s != nil {
+		v.gone = &s.unmapped
+	}
+	return v
+}
+
+// Len is the number of buffers in the batch.
+func (v Batch) Len() int { return len(v.d) }
+
+// Data is buffer i's bytes in shared memory (a view): nil once the session
+// has ended, or for i outside [0, Len()). In a loop over [0, Len()) the
+// compiler drops the index check.
+func (v Batch) Data(i int) []byte {
+	if uint(i) >= uint(len(v.d)) || v.gone.Load() {
+		return nil
+	}
+	d := &v.d[i]
+	return unsafe.Slice((*byte)(d.data), int(d.len))
+}
+
+// Size is buffer i's length in bytes (0 outside the batch).
+func (v Batch) Size(i int) int {
+	if uint(i) >= uint(len(v.d)) {
+		return 0
+	}
+	return int(v.d[i].len)
+}
+
+// HasNext reports that the packet continues in buffer i+1 (a chain).
+func (v Batch) HasNext(i int) bool {
+	return uint(i) < uint(len(v.d)) && v.d[i].flags&C.MEMIF_BUFFER_FLAG_NEXT != 0
+}

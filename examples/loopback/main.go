@@ -156,8 +156,9 @@ func send(ctx context.Context, q *memif.Queue, cfg config, stop *atomic.Bool, c 
 			n, err = q.Flush(ctx)
 		} else {
 			n, err = q.Alloc(want, cfg.size)
-			for i := range n {
-				pkt.Fill(q.Tx().Data(i), uint16(q.ID()), seq+uint64(i)) // written in shared memory
+			tx := q.Tx().Batch(n) // checked once for the whole burst
+			for i := range tx.Len() {
+				pkt.Fill(tx.Data(i), uint16(q.ID()), seq+uint64(i)) // written in shared memory
 			}
 			if err == nil {
 				n, err = q.Send(n)
@@ -197,8 +198,9 @@ func receive(sent context.Context, q *memif.Queue, cfg config, c *counters) erro
 		}
 		drained = false
 		var corrupt, lost, reordered uint64
-		for i := range n {
-			frame := q.Rx().Data(i)
+		rx := q.Rx().Batch(n)
+		for i := range rx.Len() {
+			frame := rx.Data(i)
 			if cfg.copyMode {
 				frame = append(scratch[:0], frame...)
 			}

@@ -67,7 +67,10 @@ func NewBuffers(n int) (*Buffers, error) {
 	if n < 1 || n > MaxBurst {
 		return nil, argErr("NewBuffers", "batch size", "%d is outside 1..%d", n, MaxBurst)
 	}
-	p := (*C.memif_buffer_t)(C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof(C.memif_buffer_t{}))))
+	// MEMIFGO_SLACK more descriptors than asked: room for libmemif's worst
+	// case on a master whose slave races the pre-check (descriptors.h).
+	// calloc maps them lazily: unused, they cost address space only.
+	p := (*C.memif_buffer_t)(C.calloc(C.size_t(n+C.MEMIFGO_SLACK), C.size_t(unsafe.Sizeof(C.memif_buffer_t{}))))
 	if p == nil {
 		return nil, &Error{Op: "NewBuffers", Err: ErrNoMem}
 	}

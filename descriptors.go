@@ -145,6 +145,15 @@ func txErr(op string, code int64, at int, bufs *Buffers) error {
 	return nil
 }
 
+// setTOCTOULength makes the master's allocations find its tx descriptors
+// rewritten to length n right after the pre-check (0: off), as a slave
+// racing it could: tests only.
+func (c *Conn) setTOCTOULength(n uint32) {
+	if l := c.link.Load(); l != nil && l.guard != 0 {
+		C.memifgo_set_toctou_len(l.guard, C.uint32_t(n))
+	}
+}
+
 // ringDesc is memif_desc_t in shared memory: tests play a hostile peer by
 // writing to it.
 type ringDesc struct {

@@ -62,6 +62,7 @@ typedef struct
   uint32_t bufsize; // 0: unknown (a master whose slave's layout hides it)
   uint32_t minseg;  // master: shortest tx buffer accepted until a queue learns its own (seg)
   uint32_t desc_off, tail_off; // ring layout: desc[0] and tail from the ring start
+  uint32_t toctou_len;	       // tests: see memifgo_set_toctou_len
   memifgo_region_t reg[256];
   memifgo_q_t q[]; // rx queues, then tx queues
 } memifgo_guard_t;
@@ -490,6 +491,26 @@ memifgo_refill (uintptr_t conn, const memifgo_guard_t *g, memifgo_q_t *q,
 
 // ---- tx ------------------------------------------------------------------
 
+// Descriptors every batch has beyond its capacity (buffers.go): on a master
+// memif_buffer_alloc writes one per slot it takes, up to the slave-set head
+// minus its next buffer (65535 at most), from wherever the batch starts; the
+// pre-check bounds that, but the slave can rewrite lengths and head right
+// after it. So libmemif's worst case always lands in memory of the batch
+// (untouched, so virtual only) and the after-check gives it back.
+#define MEMIFGO_SLACK 65536
+
+// Tests only: memifgo_alloc sets every tx descriptor of a master's ring to
+// this length right after its pre-check, as a racing slave could. (In the
+// guard: a static here would be one per cgo file.)
+static void
+memifgo_set_toctou_len (uintptr_t g, uint32_t len)
+{
+  ((memifgo_guard_t *) g)->toctou_len = len;
+}
+
+static inline void memifgo_tx_flush (uintptr_t conn, const memifgo_guard_t *g,
+				     memifgo_q_t *q, uint16_t qid);
+
 #define MEMIFGO_ETXCOUNT 0x1003 // TxBurst count above the unsent allocations
 #define MEMIFGO_ETXSTALE 0x1004 // buffer b is not the next unsent allocation
 #define MEMIFGO_EBADDESC 0x1006 // allocation stopped before a bad descriptor
@@ -648,6 +669,9 @@ memifgo_alloc (uintptr_t conn, const memifgo_guard_t *g, memifgo_q_t *q,
 	   bad = 0;
   uint16_t n = 0, i;
   int err = MEMIF_ERR_SUCCESS;
+  if (MEMIFGO_UNLIKELY (g->toctou_len) && g->master && q->ring)
+    for (i = q->cur; i != *memifgo_head (q); i++) // tests: the rewrite lands now
+      memifgo_desc (g, q, i)->length = g->toctou_len;
   if (!worst && !q->stop)
     err = memif_buffer_alloc ((void *) conn, qid, b, count, &n, size);
   else
@@ -663,10 +687,21 @@ memifgo_alloc (uintptr_t conn, const memifgo_guard_t *g, memifgo_q_t *q,
 	  }
 	err = memif_buffer_alloc ((void *) conn, qid, b + n, 1, &got, size);
 	n += got;
-	if (err != MEMIF_ERR_SUCCESS || !got)
+	if (err != MEMIF_ERR_SUCCESS || !got || n > nb)
 	  break;
       }
   q->cur += n;
+  if (MEMIFGO_UNLIKELY (n > nb))
+    {
+      // A master's slave rewrote lengths (or head) after the pre-check:
+      // libmemif took more descriptors than the batch holds. They landed in
+      // the batch's slack (MEMIFGO_SLACK), never past it; give them all back.
+      q->bad++;
+      memifgo_tx_flush (conn, g, q, qid);
+      memset (b, 0, sizeof (*b) * nb); // what the caller can see
+      *out = 0;
+      return MEMIFGO_EBADDESC;
+    }
   if (memifgo_bad_batch (g, b, n))
     for (i = 0; i < n; i++)
       bad |= memifgo_bad_buf (g, &b[i]);

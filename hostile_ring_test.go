@@ -455,3 +455,52 @@ func TestMasterLearnsSlaveBufferLength(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, before.TxBadDescriptors, after.TxBadDescriptors)
 }
+
+// A slave that shortens its buffers right after the master's pre-check
+// (simulated at that exact point) makes libmemif take far more descriptors
+// than the batch holds (it would with a rewritten head too, up to 65535): they land in the batch's slack, never past it, and
+// are given back; the allocation fails with ErrBadDescriptor, counted, and
+// traffic resumes once the slave behaves.
+func TestMasterAllocRaceCannotOverflowBatch(t *testing.T) {
+	p := hostilePair(t)
+	s, r := newSender(t, p.master), newReceiver(t, p.slave)
+	flow(t, s, r, 2)
+	small, err := NewBuffers(40) // room for 2000 bytes in 64-byte buffers
+	require.NoError(t, err)
+	defer small.Free()
+	data := make([]byte, 2000)
+	offs := []int32{0, 1000, 2000}
+	for _, tc := range []struct {
+		name  string
+		alloc func() (int, error)
+	}{
+		{"BufferAlloc, small batch", func() (int, error) { return p.master.BufferAlloc(0, small, 1, 2000) }},
+		{"TxBurstAlloc", func() (int, error) { _, n, err := p.master.TxBurstAlloc(0, small, 0, 1, 2000); return n, err }},
+		{"CopyTx", func() (int, error) { return p.master.CopyTx(0, small, data, offs) }},
+	} {
+		saved := make([]ringDesc, 1<<8)
+		cur, _ := p.master.ringIndex(true, 0)
+		for k := range saved {
+			saved[k] = *p.master.ringDesc(true, 0, cur+uint16(k))
+		}
+		before, err := p.master.DescriptorStats(0)
+		require.NoError(t, err)
+		p.master.setTOCTOULength(16) // a 1000-byte packet now takes 63 buffers
+		n, err := tc.alloc()
+		p.master.setTOCTOULength(0)
+		require.ErrorIs(t, err, ErrBadDescriptor, tc.name)
+		require.Zero(t, n, tc.name)
+		after, err := p.master.DescriptorStats(0)
+		require.NoError(t, err)
+		require.Greater(t, after.TxBadDescriptors, before.TxBadDescriptors, tc.name)
+		// The buffers libmemif took went back to the slave empty (it drops
+		// and counts them, then refills them); the slave "repairs" the
+		// free ones it shortened.
+		now, _ := p.master.ringIndex(true, 0)
+		require.Greater(t, now-cur, uint16(small.Cap()), "%s: libmemif took more buffers than the batch holds", tc.name)
+		for k := int(now - cur); k < len(saved); k++ {
+			*p.master.ringDesc(true, 0, cur+uint16(k)) = saved[k]
+		}
+		flow(t, s, r, 2)
+	}
+}

@@ -10,6 +10,8 @@ import "C"
 import (
 	"runtime"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // MaxBurst is the largest batch: libmemif counts buffers in uint16.
@@ -52,6 +54,7 @@ type Buffers struct {
 	cleanup runtime.Cleanup
 	parent  *Buffers // keeps the memory of a Slice alive
 	batched bool     // a Batch was made: Free leaves the memory to the cleanup
+	mem     []byte   // the mapping behind p (root batches)
 }
 
 // batchMeta is shared by a batch and its slices.
@@ -69,13 +72,16 @@ func NewBuffers(n int) (*Buffers, error) {
 	}
 	// MEMIFGO_SLACK more descriptors than asked: room for libmemif's worst
 	// case on a master whose slave races the pre-check (descriptors.h).
-	// calloc maps them lazily: unused, they cost address space only.
-	p := (*C.memif_buffer_t)(C.calloc(C.size_t(n+C.MEMIFGO_SLACK), C.size_t(unsafe.Sizeof(C.memif_buffer_t{}))))
-	if p == nil {
+	// Anonymous pages come zeroed on first touch: unused, the slack costs
+	// address space only (calloc would zero it whenever it reuses heap).
+	mem, err := unix.Mmap(-1, 0, (n+C.MEMIFGO_SLACK)*int(unsafe.Sizeof(C.memif_buffer_t{})),
+		unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
 		return nil, &Error{Op: "NewBuffers", Err: ErrNoMem}
 	}
-	b := &Buffers{p: p, b: unsafe.Slice(p, n), caps: make([]uint32, n), meta: &batchMeta{}}
-	b.cleanup = runtime.AddCleanup(b, func(p *C.memif_buffer_t) { C.free(unsafe.Pointer(p)) }, p)
+	p := (*C.memif_buffer_t)(unsafe.Pointer(&mem[0]))
+	b := &Buffers{p: p, b: unsafe.Slice(p, n), caps: make([]uint32, n), meta: &batchMeta{}, mem: mem}
+	b.cleanup = runtime.AddCleanup(b, func(mem []byte) { unix.Munmap(mem) }, mem)
 	return b, nil
 }
 
@@ -226,12 +232,12 @@ func (b *Buffers) Free() {
 	if b == nil || b.p == nil || b.parent != nil {
 		return
 	}
-	p := b.p
 	b.p, b.b, b.caps = nil, nil, nil
 	if !b.batched { // no Batch can point at it
 		b.cleanup.Stop()
-		C.free(unsafe.Pointer(p))
+		unix.Munmap(b.mem)
 	}
+	b.mem = nil
 }
 
 func (b *Buffers) checkCount(op string, count int) error {

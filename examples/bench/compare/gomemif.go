@@ -78,8 +78,8 @@ func gomemifCells(o outcome) string {
 	if o.GomemifPerCPU > 0 {
 		perCPU = fmt.Sprintf("%.1f", o.GomemifPerCPU)
 	}
-	return fmt.Sprintf(gomemifHeader, unit(o.GomemifMedian, o.Metric), fmt.Sprintf("%.3f", o.GomemifMedian/o.CMedian),
-		fmt.Sprintf("%.3f", o.GomemifMedian/o.GoMedian), perCPU)
+	return fmt.Sprintf(gomemifHeader, unit(o.GomemifMedian, o.Metric), fmt.Sprintf("%.3f", ratio(o.GomemifMedian, o.CMedian)),
+		fmt.Sprintf("%.3f", ratio(o.GomemifMedian, o.GoMedian)), perCPU)
 }
 
 func lastLine(s string) string {

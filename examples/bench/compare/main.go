@@ -120,7 +120,7 @@ func main() {
 			status("%s: %d/%d pairs", s.Name, i+1, *pairs)
 		}
 		o.GoMedian, o.CMedian = median(o.Go, s.Metric), median(o.C, s.Metric)
-		o.Ratio = o.GoMedian / o.CMedian
+		o.Ratio = ratio(o.GoMedian, o.CMedian)
 		if s.Metric == "p50" {
 			o.Met = o.Ratio <= s.Target
 			o.GoP99, o.CP99 = median(o.Go, "p99"), median(o.C, "p99")
@@ -170,8 +170,11 @@ func main() {
 	}
 	status("")
 	printTable(res)
-	buf, _ := json.MarshalIndent(res, "", "  ")
-	if err := os.WriteFile(*out, append(buf, '\n'), 0o644); err != nil {
+	buf, err := json.MarshalIndent(res, "", "  ")
+	if err == nil {
+		err = os.WriteFile(*out, append(buf, '\n'), 0o644)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "compare:", err)
 		os.Exit(1)
 	}
@@ -234,6 +237,15 @@ func value(r map[string]any, metric string) float64 {
 	lat, _ := r["latency_ns"].(map[string]any)
 	v, _ := lat[metric].(float64)
 	return v
+}
+
+// ratio is a/b, or 0 when b is 0 (a pingpong shorter than its warm-up has
+// no latency): JSON has no NaN or Inf, and one would lose every run.
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
 }
 
 func median(runs []map[string]any, metric string) float64 {

@@ -65,7 +65,7 @@ type results struct {
 	Scenarios     []outcome          `json:"scenarios"`
 	Sweeps        map[string][]point `json:"sweeps"` // "size" and "burst": median Mpps
 	// Gomemif is the -gomemif driver's path, empty when it did not run.
-	Gomemif string `json:"gomemif,omitempty"`
+	Gomemif string `json:"gomemif_driver,omitempty"`
 }
 
 func main() {

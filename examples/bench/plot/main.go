@@ -34,7 +34,7 @@ type results struct {
 	SweepPairs    int                `json:"sweep_pairs"`
 	SweepDuration string             `json:"sweep_duration"`
 	Sweeps        map[string][]point `json:"sweeps"`
-	Gomemif       string             `json:"gomemif"` // set when gomemif ran too
+	Gomemif       string             `json:"gomemif_driver"` // set when gomemif ran too
 }
 
 var (

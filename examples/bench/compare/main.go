@@ -1,6 +1,8 @@
 // Command compare runs the Go bench and its C twin alternately (Go, C, Go,
 // C, ...) on the same scenarios, prints median against median, and writes
 // every run to a JSON file for the plot program. ./build.sh bench runs it.
+// With -gomemif, a driver of GoVPP's pure-Go gomemif with the same flags and
+// JSON runs as a third implementation in the same rounds (gomemif.go).
 //
 //	compare -go bin/bench -c bin/memif_bench_c -pairs 5 -duration 2s -out bench/results.json
 package main
@@ -8,6 +10,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -40,12 +43,15 @@ type outcome struct {
 	CPerCPU  float64 `json:"c_mpps_per_cpu_median,omitempty"`
 	GoP99    float64 `json:"go_p99,omitempty"`
 	CP99     float64 `json:"c_p99,omitempty"`
+	third
 }
 
 type point struct {
 	X  int     `json:"x"`
 	Go float64 `json:"go"`
 	C  float64 `json:"c"`
+	// Gomemif is gomemif's median Mpps; absent where it did not run.
+	Gomemif float64 `json:"gomemif,omitempty"`
 }
 
 type results struct {
@@ -58,6 +64,8 @@ type results struct {
 	SweepDuration string             `json:"sweep_duration"`
 	Scenarios     []outcome          `json:"scenarios"`
 	Sweeps        map[string][]point `json:"sweeps"` // "size" and "burst": median Mpps
+	// Gomemif is the -gomemif driver's path, empty when it did not run.
+	Gomemif string `json:"gomemif_driver,omitempty"`
 }
 
 func main() {
@@ -69,6 +77,7 @@ func main() {
 	sweepDur := flag.Duration("sweep-duration", time.Second, "duration of each sweep run")
 	cpus := flag.String("cpus", defaultCPUs(), "CPUs for the two worker threads of both twins in 2-thread scenarios (bench -cpus)")
 	out := flag.String("out", "bench/results.json", "write all runs here")
+	gmBin := flag.String("gomemif", "", "also run this gomemif driver (same flags and JSON) in every round it supports")
 	flag.Parse()
 
 	common := []string{"-json", "-duration", dur.String()}
@@ -89,7 +98,7 @@ func main() {
 		{"64B pingpong p50 latency (ns)", pinned("-size", "64", "-pingpong"), "p50", 1.1},
 	}
 	res := results{Machine: machine(*goBin), Command: "./build.sh bench", Pairs: *pairs, Duration: dur.String(),
-		SweepPairs: *sweepPairs, SweepDuration: sweepDur.String(), Sweeps: map[string][]point{}}
+		SweepPairs: *sweepPairs, SweepDuration: sweepDur.String(), Sweeps: map[string][]point{}, Gomemif: *gmBin}
 	for _, s := range scen {
 		o := outcome{scenario: s}
 		for i := 0; i < *pairs; i++ {
@@ -105,10 +114,13 @@ func main() {
 					o.C = append(o.C, r)
 				}
 			}
+			if *gmBin != "" { // A B G A B G ...
+				o.third.run(*gmBin, append(slices.Clone(common), s.Args...), s.Name)
+			}
 			status("%s: %d/%d pairs", s.Name, i+1, *pairs)
 		}
 		o.GoMedian, o.CMedian = median(o.Go, s.Metric), median(o.C, s.Metric)
-		o.Ratio = o.GoMedian / o.CMedian
+		o.Ratio = ratio(o.GoMedian, o.CMedian)
 		if s.Metric == "p50" {
 			o.Met = o.Ratio <= s.Target
 			o.GoP99, o.CP99 = median(o.Go, "p99"), median(o.C, "p99")
@@ -116,6 +128,7 @@ func main() {
 			o.Met = o.Ratio >= s.Target
 			o.GoPerCPU, o.CPerCPU = median(o.Go, "mpps_per_cpu"), median(o.C, "mpps_per_cpu")
 		}
+		o.third.summarize(s.Metric)
 		res.Scenarios = append(res.Scenarios, o)
 	}
 	if *sweepPairs > 0 {
@@ -131,6 +144,7 @@ func main() {
 			for _, x := range sw.xs {
 				args := append(append(slices.Clone(sc), sw.fixed...), sw.flag, fmt.Sprint(x))
 				var g, c []map[string]any
+				var gm third
 				for i := 0; i < *sweepPairs; i++ {
 					rg, err := runOne(*goBin, args)
 					if err == nil {
@@ -144,16 +158,23 @@ func main() {
 						fmt.Fprintf(os.Stderr, "compare: sweep %s=%d: %v\n", sw.name, x, err)
 						os.Exit(1)
 					}
+					if *gmBin != "" {
+						gm.run(*gmBin, args, fmt.Sprintf("sweep %s=%d", sw.name, x))
+					}
 				}
-				res.Sweeps[sw.name] = append(res.Sweeps[sw.name], point{X: x, Go: median(g, "mpps"), C: median(c, "mpps")})
+				gm.summarize("mpps")
+				res.Sweeps[sw.name] = append(res.Sweeps[sw.name], point{X: x, Go: median(g, "mpps"), C: median(c, "mpps"), Gomemif: gm.GomemifMedian})
 				status("sweep %s %d", sw.name, x)
 			}
 		}
 	}
 	status("")
 	printTable(res)
-	buf, _ := json.MarshalIndent(res, "", "  ")
-	if err := os.WriteFile(*out, append(buf, '\n'), 0o644); err != nil {
+	buf, err := json.MarshalIndent(res, "", "  ")
+	if err == nil {
+		err = os.WriteFile(*out, append(buf, '\n'), 0o644)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "compare:", err)
 		os.Exit(1)
 	}
@@ -186,7 +207,11 @@ func runOne(bin string, args []string) (map[string]any, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("%s %s: %v: %s", bin, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && ee.ExitCode() == exitUnsupported {
+			err = errUnsupported
+		}
+		return nil, &runError{cmd: bin + " " + strings.Join(args, " "), err: err, stderr: strings.TrimSpace(stderr.String())}
 	}
 	var r map[string]any
 	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
@@ -195,14 +220,32 @@ func runOne(bin string, args []string) (map[string]any, error) {
 	return r, nil
 }
 
+// runError is a run that failed, with what it said on stderr.
+type runError struct {
+	cmd, stderr string
+	err         error
+}
+
+func (e *runError) Error() string { return fmt.Sprintf("%s: %v: %s", e.cmd, e.err, e.stderr) }
+func (e *runError) Unwrap() error { return e.err }
+
 func value(r map[string]any, metric string) float64 {
-	if metric == "mpps" || metric == "mpps_per_cpu" {
+	if metric == "mpps" || metric == "mpps_per_cpu" || metric == "lost" || metric == "bad" {
 		v, _ := r[metric].(float64)
 		return v
 	}
 	lat, _ := r["latency_ns"].(map[string]any)
 	v, _ := lat[metric].(float64)
 	return v
+}
+
+// ratio is a/b, or 0 when b is 0 (a pingpong shorter than its warm-up has
+// no latency): JSON has no NaN or Inf, and one would lose every run.
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
 }
 
 func median(runs []map[string]any, metric string) float64 {
@@ -221,11 +264,20 @@ func median(runs []map[string]any, metric string) float64 {
 }
 
 func printTable(res results) {
-	fmt.Printf("%d Go/C pairs of %s each, alternating; medians. Per CPU: Mpps per second of worker-thread CPU time.\n\n",
-		res.Pairs, res.Duration)
-	fmt.Printf("| %-36s | %11s | %11s | %6s | %-14s | %-21s |\n", "scenario", "Go", "C", "Go/C", "target", "per CPU: Go, C, Go/C")
-	fmt.Printf("|%s|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 38), strings.Repeat("-", 13), strings.Repeat("-", 13),
-		strings.Repeat("-", 8), strings.Repeat("-", 16), strings.Repeat("-", 23))
+	gm := res.Gomemif != ""
+	fmt.Printf("%d Go/C pairs of %s each, alternating%s; medians. Per CPU: Mpps per second of worker-thread CPU time.\n\n",
+		res.Pairs, res.Duration, map[bool]string{true: ", each pair followed by a gomemif run"}[gm])
+	// extra is the gomemif columns (none without -gomemif), after a row's own.
+	extra := func(f func() string) string {
+		if gm {
+			return f()
+		}
+		return ""
+	}
+	fmt.Printf("| %-36s | %11s | %11s | %6s | %-14s | %-21s |%s\n", "scenario", "Go", "C", "Go/C", "target", "per CPU: Go, C, Go/C",
+		extra(func() string { return fmt.Sprintf(gomemifHeader, "gomemif", "gm/C", "gm/Go", "gm per CPU") }))
+	fmt.Printf("|%s|%s|%s|%s|%s|%s|%s\n", strings.Repeat("-", 38), strings.Repeat("-", 13), strings.Repeat("-", 13),
+		strings.Repeat("-", 8), strings.Repeat("-", 16), strings.Repeat("-", 23), extra(gomemifRule))
 	for _, o := range res.Scenarios {
 		tgt := fmt.Sprintf(">= %.2f", o.Target)
 		if o.Metric == "p50" {
@@ -239,19 +291,26 @@ func printTable(res results) {
 		if o.CPerCPU > 0 {
 			perCPU = fmt.Sprintf("%.1f, %.1f, %.3f", o.GoPerCPU, o.CPerCPU, o.GoPerCPU/o.CPerCPU)
 		}
-		fmt.Printf("| %-36s | %11s | %11s | %6.3f | %-7s %-6s | %-21s |\n", o.Name, unit(o.GoMedian, o.Metric),
-			unit(o.CMedian, o.Metric), o.Ratio, tgt, mark, perCPU)
+		fmt.Printf("| %-36s | %11s | %11s | %6.3f | %-7s %-6s | %-21s |%s\n", o.Name, unit(o.GoMedian, o.Metric),
+			unit(o.CMedian, o.Metric), o.Ratio, tgt, mark, perCPU, extra(func() string { return gomemifCells(o) }))
 		if o.Metric == "p50" {
-			fmt.Printf("| %-36s | %11s | %11s | %6.3f | %-14s | %-21s |\n", "64B pingpong p99 latency (ns)",
-				unit(o.GoP99, "p99"), unit(o.CP99, "p99"), o.GoP99/o.CP99, "(none)", "")
+			fmt.Printf("| %-36s | %11s | %11s | %6.3f | %-14s | %-21s |%s\n", "64B pingpong p99 latency (ns)",
+				unit(o.GoP99, "p99"), unit(o.CP99, "p99"), o.GoP99/o.CP99, "(none)", "",
+				extra(func() string { return fmt.Sprintf(gomemifHeader, "n/a", "", "", "") }))
 		}
 	}
 	if len(res.Sweeps) > 0 {
-		fmt.Printf("\nsweeps (1 thread, zerocopy, median Mpps Go / C):\n")
+		fmt.Printf("\nsweeps (1 thread, zerocopy, median Mpps Go / C%s):\n", extra(func() string { return " / gomemif (-: n/a)" }))
 		for _, name := range []string{"size", "burst"} {
 			var parts []string
 			for _, p := range res.Sweeps[name] {
-				parts = append(parts, fmt.Sprintf("%d: %.2f/%.2f", p.X, p.Go, p.C))
+				g := ""
+				if gm && p.Gomemif > 0 {
+					g = fmt.Sprintf("/%.2f", p.Gomemif)
+				} else if gm {
+					g = "/-"
+				}
+				parts = append(parts, fmt.Sprintf("%d: %.2f/%.2f%s", p.X, p.Go, p.C, g))
 			}
 			fmt.Printf("  %-5s %s\n", name, strings.Join(parts, "  "))
 		}

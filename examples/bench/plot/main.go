@@ -25,6 +25,8 @@ type point struct {
 	X  int     `json:"x"`
 	Go float64 `json:"go"`
 	C  float64 `json:"c"`
+	// Gomemif is present when compare ran with -gomemif, 0 where gomemif could not run.
+	Gomemif float64 `json:"gomemif,omitempty"`
 }
 
 type results struct {
@@ -32,11 +34,13 @@ type results struct {
 	SweepPairs    int                `json:"sweep_pairs"`
 	SweepDuration string             `json:"sweep_duration"`
 	Sweeps        map[string][]point `json:"sweeps"`
+	Gomemif       string             `json:"gomemif_driver"` // set when gomemif ran too
 }
 
 var (
 	goColor = color.RGBA{R: 0, G: 125, B: 156, A: 255} // Go blue
 	cColor  = color.RGBA{R: 200, G: 80, B: 40, A: 255}
+	gmColor = color.RGBA{R: 110, G: 110, B: 110, A: 255}
 )
 
 func main() {
@@ -82,9 +86,13 @@ func run(in, out string) error {
 	left.Draw(canvases[0][0])
 	right.Draw(canvases[0][1])
 	sty := text.Style{Color: color.Black, Font: font.From(plot.DefaultFont, 11), Handler: plot.DefaultTextHandler}
+	who, also := "Go/C pairs", ""
+	if r.Gomemif != "" {
+		who, also = "Go/C/gomemif rounds", " and GoVPP's gomemif (it copies; no chained frames)"
+	}
 	dc.FillText(sty, vg.Point{X: vg.Inch / 4, Y: h - vg.Inch/5},
-		fmt.Sprintf("memif-go vs C libmemif 4.0, in-process loopback; median of %d alternating Go/C pairs of %s per point. %s",
-			r.SweepPairs, r.SweepDuration, sub))
+		fmt.Sprintf("memif-go vs C libmemif 4.0%s, in-process loopback; median of %d alternating %s of %s per point. %s",
+			also, r.SweepPairs, who, r.SweepDuration, sub))
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return err
 	}
@@ -109,16 +117,23 @@ func sweep(pts []point, title, xlabel string, logX bool) (*plot.Plot, error) {
 	}
 	p.Add(plotter.NewGrid())
 	for _, s := range []struct {
-		name string
-		col  color.Color
-		get  func(point) float64
+		name     string
+		col      color.Color
+		get      func(point) float64
+		optional bool // drawn only where it ran (0: did not)
 	}{
-		{"Go (memif-go)", goColor, func(q point) float64 { return q.Go }},
-		{"C (libmemif)", cColor, func(q point) float64 { return q.C }},
+		{"Go (memif-go)", goColor, func(q point) float64 { return q.Go }, false},
+		{"C (libmemif)", cColor, func(q point) float64 { return q.C }, false},
+		{"gomemif (GoVPP, pure Go)", gmColor, func(q point) float64 { return q.Gomemif }, true},
 	} {
-		xy := make(plotter.XYs, len(pts))
-		for i, q := range pts {
-			xy[i].X, xy[i].Y = float64(q.X), s.get(q)
+		var xy plotter.XYs
+		for _, q := range pts {
+			if v := s.get(q); v > 0 || !s.optional {
+				xy = append(xy, plotter.XY{X: float64(q.X), Y: v})
+			}
+		}
+		if len(xy) == 0 {
+			continue // no gomemif in this run
 		}
 		line, points, err := plotter.NewLinePoints(xy)
 		if err != nil {
@@ -134,7 +149,7 @@ func sweep(pts []point, title, xlabel string, logX bool) (*plot.Plot, error) {
 	p.Legend.XOffs, p.Legend.YOffs = vg.Points(8), -vg.Points(4)
 	top := 0.0
 	for _, q := range pts {
-		top = max(top, q.Go, q.C)
+		top = max(top, q.Go, q.C, q.Gomemif)
 	}
 	p.Y.Max = top * 1.2 // room for the legend
 	return p, nil

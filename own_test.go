@@ -338,3 +338,62 @@ func TestOwnFenceFallback(t *testing.T) {
 	require.Contains(t, string(out), "fence mode")
 	require.Contains(t, string(out), "--- PASS: TestOwnHammer")
 }
+
+// nestingRegion is a memfd region whose BufferOffset, once armed, bursts
+// again from inside the burst that asked it (libmemif calls it per buffer).
+type nestingRegion struct {
+	*memfdRegion
+	armed  atomic.Bool
+	nested chan error
+	bufs   *Buffers
+}
+
+func (r *nestingRegion) BufferOffset(c *Conn) uint32 {
+	if r.armed.CompareAndSwap(true, false) {
+		_, err := c.BufferAlloc(0, r.bufs, 1, 64)
+		_, _, err2 := c.RxBurst(0, r.bufs, 1)
+		r.nested <- errors.Join(err, err2)
+	}
+	return 0 // the region's first buffer: inside it, which is all the guard needs
+}
+
+// TestOwnNestedBurst: a burst from inside a burst's callback (on the same
+// thread, in the middle of libmemif's call) is refused with ErrInvalArg
+// instead of re-entering libmemif (or deadlocking); the outer burst
+// completes.
+func TestOwnNestedBurst(t *testing.T) {
+	bufs, err := NewBuffers(4)
+	require.NoError(t, err)
+	defer bufs.Free()
+	reg := &nestingRegion{memfdRegion: newMemfdRegion(), nested: make(chan error, 1), bufs: bufs}
+	d := newDriver(t, &SocketArgs{Path: testSocketPath(t)})
+	var rerr error
+	d.do(func() { rerr = d.s.RegisterExternalRegion(reg) })
+	require.NoError(t, rerr)
+	mev, sev := newEvents(), newEvents()
+	_, err = d.create(mev.wire(ConnArgs{IsMaster: true, Log2RingSize: 8}))
+	require.NoError(t, err)
+	slave, err := d.create(sev.wire(ConnArgs{Log2RingSize: 8}))
+	require.NoError(t, err)
+	waitConn(t, mev.connected, "master OnConnect", 5*time.Second)
+	waitConn(t, sev.connected, "slave OnConnect", 5*time.Second)
+
+	out, err := NewBuffers(4)
+	require.NoError(t, err)
+	defer out.Free()
+	reg.armed.Store(true)
+	n, err := slave.BufferAlloc(0, out, 1, 64)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	select {
+	case err := <-reg.nested:
+		require.ErrorIs(t, err, ErrInvalArg)
+		require.ErrorContains(t, err, "inside a burst's callback")
+	case <-time.After(5 * time.Second):
+		t.Fatal("BufferOffset never ran")
+	}
+	_, err = slave.ReleaseTx(0)
+	require.NoError(t, err)
+	require.NoError(t, d.deleteConn(slave))
+	waitConn(t, mev.disconnected, "master OnDisconnect", 5*time.Second)
+}

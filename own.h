@@ -74,8 +74,10 @@ memifgo_enter (memifgo_rec_t **owner, const uint8_t *down, const void *q,
       __atomic_store_n (&r->inside, q, __ATOMIC_RELAXED);
       __atomic_signal_fence (__ATOMIC_SEQ_CST); // compiler barrier only
     }
-  if (__builtin_expect (__atomic_load_n (owner, __ATOMIC_ACQUIRE) != r
-			  || __atomic_load_n (down, __ATOMIC_ACQUIRE),
+  // seq_cst loads: plain loads on x86, ldar on arm64 (never the weaker
+  // ldapr, which a preceding seq_cst store in fence mode would not order).
+  if (__builtin_expect (__atomic_load_n (owner, __ATOMIC_SEQ_CST) != r
+			  || __atomic_load_n (down, __ATOMIC_SEQ_CST),
 			0))
     {
       __atomic_store_n (&r->inside, NULL, __ATOMIC_RELEASE);

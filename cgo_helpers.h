@@ -176,6 +176,55 @@ memifgo_queue_at (const memif_queue_details_t *q, int i,
     own_r_;                                                                    \
   })
 
+// MEMIFGO_OWNED for a body that works on two queues (of one guard or two):
+// own.go's burst2. The queues must differ.
+#define MEMIFGO_OWNED2(guard, queue, guard2, queue2, claim, body)              \
+  ({                                                                           \
+    memifgo_guard_t *own_g_ = (memifgo_guard_t *) (guard);                     \
+    memifgo_guard_t *own_g2_ = (memifgo_guard_t *) (guard2);                   \
+    memifgo_q_t *own_q_ = (queue), *own_q2_ = (queue2);                        \
+    int own_ = memifgo_enter2 (&own_q_->owner, &own_g_->down, own_q_,          \
+			       &own_q2_->owner, &own_g2_->down, own_q2_,       \
+			       (claim));                                       \
+    uint64_t own_r_ = own_ ? MEMIFGO_FP (own_, 0, 0, 0) : (uint64_t) (body);   \
+    if (!own_)                                                                 \
+      memifgo_leave2 ();                                                       \
+    own_r_;                                                                    \
+  })
+
+// Tests (own_test.go): bump the probe counters of rx queue qid (and of tx
+// queue qid, both) slowly and not atomically, as the queues' owner: two
+// threads inside one queue at once would lose updates.
+static uint64_t
+memifgo_own_probe_in (memifgo_q_t *q, memifgo_q_t *q2)
+{
+  volatile uint64_t *p = &q->probe, *p2 = q2 ? &q2->probe : NULL;
+  uint64_t v = *p, v2 = p2 ? *p2 : 0;
+  for (volatile int i = 0; i < 300; i++)
+    ;
+  *p = v + 1;
+  if (p2)
+    *p2 = v2 + 1;
+  return 0;
+}
+
+static uint64_t
+memifgo_own_probe (uintptr_t g, uint16_t qid, int both, int claim)
+{
+  memifgo_q_t *rx = memifgo_rxq (g, qid), *tx = memifgo_txq (g, qid);
+  if (both)
+    return MEMIFGO_OWNED2 (g, rx, g, tx, claim,
+			   memifgo_own_probe_in (rx, tx));
+  return MEMIFGO_OWNED (g, rx, claim, memifgo_own_probe_in (rx, NULL));
+}
+
+static uint64_t
+memifgo_own_probe_count (uintptr_t g, int tx, uint16_t qid)
+{
+  memifgo_q_t *q = tx ? memifgo_txq (g, qid) : memifgo_rxq (g, qid);
+  return __atomic_load_n (&q->probe, __ATOMIC_RELAXED);
+}
+
 static uint64_t
 memifgo_rx_burst_in (uintptr_t conn_, uintptr_t g_, uint16_t qid,
 		     uintptr_t bufs_, uint16_t count)

@@ -41,6 +41,7 @@ typedef struct
 typedef struct __attribute__ ((aligned (128)))
 {
   memifgo_rec_t *owner; // the thread whose bursts may enter (own.h)
+  uint64_t probe;	// tests: bumped, not atomically, by memifgo_own_probe
   uint8_t *ring;  // NULL when the layout could not be verified: post-checks only
   uint32_t mask;  // ring size - 1
   uint32_t canon; // slave: region-1 offset of slot 0's buffer, for repairs; ~0 none

@@ -135,10 +135,16 @@ memifgo_own_wait (const void *lo, const void *hi)
        r = r->next)
     {
       unsigned spins = 0;
-      const char *in;
-      while ((in = __atomic_load_n (&r->inside, __ATOMIC_ACQUIRE))
-	     && in >= (const char *) lo && in < (const char *) hi)
-	backoff (&spins);
+      const char *in, *in2;
+      for (;;)
+	{
+	  in = __atomic_load_n (&r->inside, __ATOMIC_ACQUIRE);
+	  in2 = __atomic_load_n (&r->inside2, __ATOMIC_ACQUIRE);
+	  if (!(in && in >= (const char *) lo && in < (const char *) hi)
+	      && !(in2 && in2 >= (const char *) lo && in2 < (const char *) hi))
+	    break;
+	  backoff (&spins);
+	}
     }
 }
 
@@ -162,6 +168,36 @@ memifgo_own_claim (memifgo_rec_t **owner, const uint8_t *down, const void *q)
       memifgo_own_sync ();
       memifgo_own_wait (q, (const char *) q + 1);
     }
+  __atomic_store_n (&r->inside, q, __ATOMIC_RELEASE);
+  return 0;
+}
+
+// memifgo_own_claim for two queues (memifgo_enter2); the caller holds both
+// queues' Go mutexes.
+int
+memifgo_own_claim2 (memifgo_rec_t **owner, const uint8_t *down, const void *q,
+		    memifgo_rec_t **owner2, const uint8_t *down2,
+		    const void *q2)
+{
+  memifgo_rec_t *r = self_record ();
+  if (!r)
+    return MEMIFGO_OWN_NOMEM;
+  if (r->inside)
+    return MEMIFGO_OWN_NESTED;
+  if (__atomic_load_n (down, __ATOMIC_ACQUIRE)
+      || __atomic_load_n (down2, __ATOMIC_ACQUIRE))
+    return MEMIFGO_OWN_DOWN;
+  if (__atomic_load_n (owner, __ATOMIC_RELAXED) != r
+      || __atomic_load_n (owner2, __ATOMIC_RELAXED) != r)
+    {
+      __atomic_add_fetch (&claims, 1, __ATOMIC_RELAXED);
+      __atomic_store_n (owner, r, __ATOMIC_RELAXED);
+      __atomic_store_n (owner2, r, __ATOMIC_RELAXED);
+      memifgo_own_sync ();
+      memifgo_own_wait (q, (const char *) q + 1);
+      memifgo_own_wait (q2, (const char *) q2 + 1);
+    }
+  __atomic_store_n (&r->inside2, q2, __ATOMIC_RELEASE);
   __atomic_store_n (&r->inside, q, __ATOMIC_RELEASE);
   return 0;
 }

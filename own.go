@@ -10,6 +10,7 @@ import "C"
 import (
 	"fmt"
 	"runtime"
+	"unsafe"
 )
 
 // Queue ownership (own.h): a burst takes no lock. Each queue is owned by
@@ -31,7 +32,8 @@ import (
 //	})
 //
 // and in C the entry point wraps its body in MEMIFGO_OWNED (cgo_helpers.h)
-// and returns a MEMIFGO_FP result.
+// and returns a MEMIFGO_FP result. A call on two queues at once (a fused
+// forward) uses burst2 and MEMIFGO_OWNED2: the thread owns both.
 
 // Codes a hot C entry point returns instead of running.
 const (
@@ -79,6 +81,62 @@ func (c *Conn) burstSlow(op int, l *link, q *queue, r C.uint64_t, call func(clai
 		q.mu.Unlock()
 		runtime.KeepAlive(l)
 	}
+	return c.ownErr(op, r)
+}
+
+// burst2 is burst for a call on two different queues at once (a fused
+// forward; in C, MEMIFGO_OWNED2): q of link l and q2 of link l2, which may
+// be the same link.
+func (c *Conn) burst2(op int, l *link, q *queue, l2 *link, q2 *queue, call func(claim C.int) C.uint64_t) (C.uint64_t, error) {
+	r := call(0)
+	runtime.KeepAlive(l)
+	runtime.KeepAlive(l2)
+	if ownCode(r)&^3 != ownSlow {
+		return r, nil
+	}
+	if ownCode(r) == ownSlow {
+		a, b := q, q2
+		if lockAfter(l, q, l2, q2) {
+			a, b = b, a
+		}
+		a.mu.Lock()
+		b.mu.Lock()
+		if !l.down.Load() && !l2.down.Load() {
+			r = call(1)
+		} else {
+			r = C.uint64_t(ownDown) << 32
+		}
+		b.mu.Unlock()
+		a.mu.Unlock()
+		runtime.KeepAlive(l)
+		runtime.KeepAlive(l2)
+	}
+	return c.ownErr(op, r)
+}
+
+// lockAfter reports whether q of l locks after q2 of l2 in the one order
+// every path takes queue mutexes in: by link, then rx before tx by index
+// (lockAll's order), so burst2 and disconnects never wait in a cycle.
+func lockAfter(l *link, q *queue, l2 *link, q2 *queue) bool {
+	if l != l2 {
+		return uintptr(unsafe.Pointer(l)) > uintptr(unsafe.Pointer(l2))
+	}
+	return l.lockRank(q) > l.lockRank(q2)
+}
+
+// lockRank is q's place in lockAll's order.
+func (l *link) lockRank(q *queue) int {
+	size := unsafe.Sizeof(queue{})
+	if len(l.rx) > 0 {
+		if d := uintptr(unsafe.Pointer(q)) - uintptr(unsafe.Pointer(&l.rx[0])); d < uintptr(len(l.rx))*size {
+			return int(d / size)
+		}
+	}
+	return len(l.rx) + int((uintptr(unsafe.Pointer(q))-uintptr(unsafe.Pointer(&l.tx[0])))/size)
+}
+
+// ownErr is the error of an own code in r (own.h), nil for a call that ran.
+func (c *Conn) ownErr(op int, r C.uint64_t) (C.uint64_t, error) {
 	switch ownCode(r) {
 	case ownDown:
 		return 0, c.downErr(op)
@@ -138,6 +196,46 @@ func (l *link) quiesce(down bool) bool {
 		d = 1
 	}
 	return C.memifgo_guard_quiesce(l.guard, d) == 0
+}
+
+// ownProbe runs the test probe (cgo_helpers.h) on rx queue qid, and tx
+// queue qid too when both, through burst or burst2.
+func (c *Conn) ownProbe(qid uint16, both bool) error {
+	l, q, err := c.hotRx(opRx, qid)
+	if err != nil {
+		return err
+	}
+	call := func(claim C.int) C.uint64_t {
+		b := C.int(0)
+		if both {
+			b = 1
+		}
+		return C.memifgo_own_probe(l.guard, C.uint16_t(qid), b, claim)
+	}
+	if both {
+		_, q2, err := c.hotTx(opRx, qid)
+		if err != nil {
+			return err
+		}
+		_, err = c.burst2(opRx, l, q, l, q2, call)
+		return err
+	}
+	_, err = c.burst(opRx, l, q, call)
+	return err
+}
+
+// ownProbeCount reads a probe counter of the live link (tests).
+func (c *Conn) ownProbeCount(tx bool, qid uint16) uint64 {
+	l := c.link.Load()
+	if l == nil {
+		return 0
+	}
+	t := C.int(0)
+	if tx {
+		t = 1
+	}
+	defer runtime.KeepAlive(l)
+	return uint64(C.memifgo_own_probe_count(l.guard, t, C.uint16_t(qid)))
 }
 
 // ownClaims counts ownership changes so far (tests: the steady state

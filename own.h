@@ -27,6 +27,7 @@
 typedef struct memifgo_rec
 {
   const void *inside;	    // the queue this thread bursts on, or NULL
+  const void *inside2;	    // the second queue of a two-queue burst, or NULL
   struct memifgo_rec *next; // every record ever made (never freed)
   int used;		    // held by a live thread
 } memifgo_rec_t;
@@ -46,6 +47,9 @@ extern int memifgo_own_fence; // 1: no membarrier, the fast side fences
 
 int memifgo_own_claim (memifgo_rec_t **owner, const uint8_t *down,
 		       const void *q);
+int memifgo_own_claim2 (memifgo_rec_t **owner, const uint8_t *down,
+			const void *q, memifgo_rec_t **owner2,
+			const uint8_t *down2, const void *q2);
 void memifgo_own_sync (void);
 void memifgo_own_wait (const void *lo, const void *hi);
 int memifgo_own_force_fence (void);
@@ -92,6 +96,50 @@ memifgo_enter (memifgo_rec_t **owner, const uint8_t *down, const void *q,
 static inline void
 memifgo_leave (void)
 {
+  __atomic_store_n (&memifgo_self->inside, NULL, __ATOMIC_RELEASE);
+}
+
+// memifgo_enter for a burst on two queues at once (a fused forward): this
+// thread must own both; they are marked together and left together.
+static inline int
+memifgo_enter2 (memifgo_rec_t **owner, const uint8_t *down, const void *q,
+		memifgo_rec_t **owner2, const uint8_t *down2, const void *q2,
+		int claim)
+{
+  memifgo_rec_t *r = memifgo_self;
+  if (__builtin_expect (claim, 0))
+    return memifgo_own_claim2 (owner, down, q, owner2, down2, q2);
+  if (__builtin_expect (!r || __atomic_load_n (owner, __ATOMIC_RELAXED) != r
+			  || __atomic_load_n (owner2, __ATOMIC_RELAXED) != r
+			  || r->inside,
+			0))
+    return r && r->inside ? MEMIFGO_OWN_NESTED : MEMIFGO_OWN_SLOW;
+  __atomic_store_n (&r->inside2, q2, __ATOMIC_RELAXED);
+  __atomic_store_n (&r->inside, q, __ATOMIC_RELAXED);
+  if (__builtin_expect (memifgo_own_fence, 0))
+    __atomic_thread_fence (__ATOMIC_SEQ_CST);
+  else
+    __atomic_signal_fence (__ATOMIC_SEQ_CST);
+  if (__builtin_expect (__atomic_load_n (owner, __ATOMIC_SEQ_CST) != r
+			  || __atomic_load_n (owner2, __ATOMIC_SEQ_CST) != r
+			  || __atomic_load_n (down, __ATOMIC_SEQ_CST)
+			  || __atomic_load_n (down2, __ATOMIC_SEQ_CST),
+			0))
+    {
+      __atomic_store_n (&r->inside2, NULL, __ATOMIC_RELEASE);
+      __atomic_store_n (&r->inside, NULL, __ATOMIC_RELEASE);
+      return __atomic_load_n (down, __ATOMIC_RELAXED)
+		 || __atomic_load_n (down2, __ATOMIC_RELAXED)
+	       ? MEMIFGO_OWN_DOWN
+	       : MEMIFGO_OWN_SLOW;
+    }
+  return 0;
+}
+
+static inline void
+memifgo_leave2 (void)
+{
+  __atomic_store_n (&memifgo_self->inside2, NULL, __ATOMIC_RELEASE);
   __atomic_store_n (&memifgo_self->inside, NULL, __ATOMIC_RELEASE);
 }
 

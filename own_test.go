@@ -327,7 +327,7 @@ func TestOwnFenceFallback(t *testing.T) {
 	if os.Getenv("MEMIF_GO_TEST_FENCE") != "" {
 		t.Skip("in the child")
 	}
-	args := []string{"-test.run", "^(TestOwnHammer|TestOwnSharedTxQueue|TestOwnSteadyState)$", "-test.count=1", "-test.v"}
+	args := []string{"-test.run", "^(TestOwnHammer|TestOwnSharedTxQueue|TestOwnSteadyState|TestOwnExclusive)$", "-test.count=1", "-test.v"}
 	if testing.Short() {
 		args = append(args, "-test.short")
 	}
@@ -396,4 +396,50 @@ func TestOwnNestedBurst(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, d.deleteConn(slave))
 	waitConn(t, mev.disconnected, "master OnDisconnect", 5*time.Second)
+}
+
+// TestOwnExclusive: many goroutines (some on locked threads, so they keep
+// their claim) run a probe that bumps a queue counter slowly and without
+// atomics, on one queue (burst) and on two queues at once (burst2): not one
+// update is lost, so no two threads were ever inside one queue together.
+func TestOwnExclusive(t *testing.T) {
+	p := connectPair(t, ConnArgs{}, ConnArgs{})
+	const calls = 3000
+	workers := 2*runtime.GOMAXPROCS(0) + 2
+	var singles, pairs atomic.Uint64
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if w%3 == 0 {
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+			}
+			for i := range calls {
+				both := (w+i)%2 == 0
+				if err := p.slave.ownProbe(0, both); err != nil {
+					errs <- err
+					return
+				}
+				if both {
+					pairs.Add(1)
+				} else {
+					singles.Add(1)
+				}
+				if i%64 == 0 {
+					runtime.Gosched() // move threads now and then: claims
+				}
+			}
+			errs <- nil
+		}()
+	}
+	waitGroup(t, &wg, 60*time.Second)
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	assert.Equal(t, singles.Load()+pairs.Load(), p.slave.ownProbeCount(false, 0), "rx queue probe")
+	assert.Equal(t, pairs.Load(), p.slave.ownProbeCount(true, 0), "tx queue probe")
 }

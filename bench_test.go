@@ -13,7 +13,7 @@ import (
 // Per-call cost of every hot-path method. go test -run xxx -bench . .
 //
 // BenchmarkCall: calls that do (almost) nothing in C, so ns/op is the
-// binding's overhead: queue lock, argument checks, one cgo crossing. The
+// binding's overhead: argument checks, the ownership check, one cgo crossing. The
 // empty-ring receives also include libmemif's read() of the queue eventfd.
 // BenchmarkTraffic: master->slave bursts of 64-byte packets in one
 // goroutine, ns/op per burst sent and received, with packets/s.
@@ -52,9 +52,12 @@ func BenchmarkCall(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
+			claims := ownClaims()
 			for b.Loop() {
 				bc.fn()
 			}
+			// Ownership changes (own.go): a goroutine that moved thread.
+			b.ReportMetric(float64(ownClaims()-claims)/float64(b.N), "claims/op")
 		})
 	}
 }

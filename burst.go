@@ -7,11 +7,14 @@ package memif
 */
 import "C"
 
-import "fmt"
+import (
+	"fmt"
+	"unsafe"
+)
 
-// The hot path: one cgo crossing per burst, no allocation. Each method holds
-// its queue's lock (uncontended when one goroutine drives the queue) so a
-// disconnect never frees a ring under a burst.
+// The hot path: one cgo crossing per burst, no allocation, no lock: each
+// method enters C through c.burst (own.go), which keeps a disconnect from
+// unmapping a ring under a burst and two threads off one queue.
 
 // Hot-path operations, indexing hotErrs.
 const (
@@ -48,56 +51,8 @@ func hotErr(op int, code int64) error {
 	return &Error{Op: hotOps[op], Err: Errno(code)}
 }
 
-// unpack splits a memifgo_* result into count and error code.
-func unpack(r C.int64_t) (int, int64) { return int(r & 0xffff), int64(r) >> 16 }
-
-// rxQueue locks rx queue qid of the live link, or says why it cannot.
-func (c *Conn) rxQueue(op int, qid uint16) (*link, *queue, error) {
-	if c == nil {
-		return nil, nil, nilConnErr(hotOps[op])
-	}
-	l := c.link.Load()
-	if l == nil {
-		return nil, nil, c.downErr(op)
-	}
-	if int(qid) >= len(l.rx) {
-		return nil, nil, qidErr(hotOps[op], qid, len(l.rx))
-	}
-	q := &l.rx[qid]
-	q.mu.Lock()
-	if l.down.Load() {
-		q.mu.Unlock()
-		return nil, nil, c.downErr(op)
-	}
-	return l, q, nil
-}
-
-func (c *Conn) txQueue(op int, qid uint16) (*link, *queue, error) {
-	if c == nil {
-		return nil, nil, nilConnErr(hotOps[op])
-	}
-	l := c.link.Load()
-	if l == nil {
-		return nil, nil, c.downErr(op)
-	}
-	if int(qid) >= len(l.tx) {
-		return nil, nil, qidErr(hotOps[op], qid, len(l.tx))
-	}
-	q := &l.tx[qid]
-	q.mu.Lock()
-	if l.down.Load() {
-		q.mu.Unlock()
-		return nil, nil, c.downErr(op)
-	}
-	return l, q, nil
-}
-
-func (c *Conn) downErr(op int) error {
-	if c.deleted.Load() {
-		return &Error{Op: hotOps[op], Err: ErrDeleted}
-	}
-	return hotErrs[op][ErrDisconnected]
-}
+// unpack splits a memifgo_* result (MEMIFGO_PACK) into count and error code.
+func unpack(r C.uint64_t) (int, int64) { return int(r & 0xffff), int64(r >> 32 & 0xffff) }
 
 // RxBurst wraps memif_rx_burst: receive up to count buffers from rx queue
 // qid into bufs[0:n]. more reports libmemif's MEMIF_ERR_NOBUF: the batch
@@ -110,12 +65,16 @@ func (c *Conn) RxBurst(qid uint16, bufs *Buffers, count int) (n int, more bool, 
 	if err := bufs.checkCount(hotOps[opRx], count); err != nil {
 		return 0, false, err
 	}
-	l, q, err := c.rxQueue(opRx, qid)
+	l, q, err := c.hotRx(opRx, qid)
 	if err != nil {
 		return 0, false, err
 	}
-	r := C.memifgo_rx_burst(handleArg(c), l.guard, C.uint16_t(qid), batchArg(bufs), C.uint16_t(count))
-	q.mu.Unlock()
+	r, err := c.burst(opRx, l, q, func(claim C.int) C.uint64_t {
+		return C.memifgo_rx_burst(l.h, l.guard, C.uint16_t(qid), batchArg(bufs), C.uint16_t(count), claim)
+	})
+	if err != nil {
+		return 0, false, err
+	}
 	bufs.meta.session = l
 	n, code := unpack(r)
 	if code == int64(ErrNoBuf) {
@@ -134,16 +93,20 @@ func (c *Conn) RefillRxBurst(qid uint16, refill int, headroom uint16, bufs *Buff
 	if refill < 0 || refill > 0xffff {
 		return 0, false, argErr(hotOps[opRefillRx], "refill", "%d is outside 0..65535", refill)
 	}
-	l, q, err := c.rxQueue(opRefillRx, qid)
+	l, q, err := c.hotRx(opRefillRx, qid)
 	if err != nil {
 		return 0, false, err
 	}
 	if bufs.meta.session != l {
 		refill = 0 // those buffers belonged to a session that ended; the new one starts full
 	}
-	r := C.memifgo_refill_rx_burst(handleArg(c), l.guard, C.uint16_t(qid), C.uint16_t(refill), C.uint16_t(headroom),
-		batchArg(bufs), C.uint16_t(count))
-	q.mu.Unlock()
+	r, err := c.burst(opRefillRx, l, q, func(claim C.int) C.uint64_t {
+		return C.memifgo_refill_rx_burst(l.h, l.guard, C.uint16_t(qid), C.uint16_t(refill), C.uint16_t(headroom),
+			batchArg(bufs), C.uint16_t(count), claim)
+	})
+	if err != nil {
+		return 0, false, err
+	}
 	bufs.meta.session = l
 	n, code := unpack(r)
 	if code == int64(ErrNoBuf) {
@@ -162,17 +125,21 @@ func (c *Conn) RefillQueue(qid uint16, count int, headroom uint16) error {
 	if count < 0 || count > 0xffff {
 		return argErr(hotOps[opRefill], "count", "%d is outside 0..65535", count)
 	}
-	l, q, err := c.rxQueue(opRefill, qid)
+	l, q, err := c.hotRx(opRefill, qid)
 	if err != nil {
 		return err
 	}
 	if !c.args.IsMaster && uint32(headroom) >= l.bufferSize { // a master's refill ignores headroom
-		q.mu.Unlock()
 		return argErr(hotOps[opRefill], "headroom", "%d leaves no room in %d-byte buffers", headroom, l.bufferSize)
 	}
-	code := C.memifgo_refill_queue(handleArg(c), l.guard, C.uint16_t(qid), C.uint16_t(count), C.uint16_t(headroom))
-	q.mu.Unlock()
-	return hotErr(opRefill, int64(code))
+	r, err := c.burst(opRefill, l, q, func(claim C.int) C.uint64_t {
+		return C.memifgo_refill_queue(l.h, l.guard, C.uint16_t(qid), C.uint16_t(count), C.uint16_t(headroom), claim)
+	})
+	if err != nil {
+		return err
+	}
+	_, code := unpack(r)
+	return hotErr(opRefill, code)
 }
 
 // RefillAll is the RefillQueue count that refills the whole ring.
@@ -192,31 +159,28 @@ func (c *Conn) BufferAlloc(qid uint16, bufs *Buffers, count int, size uint16) (n
 	if err := bufs.checkCount(hotOps[opAlloc], count); err != nil {
 		return 0, err
 	}
-	l, q, err := c.txQueue(opAlloc, qid)
+	l, q, err := c.hotTx(opAlloc, qid)
 	if err != nil {
 		return 0, err
 	}
-	var r C.int64_t
+	worst := 0
 	if c.args.IsMaster && len(bufs.b) < int(l.txRingSize[qid]) {
 		// Segment lengths are the slave's choice: bound packet by packet.
 		seg := l.masterSegment()
-		worst := max((int(size)+seg-1)/seg, 1)
-		if worst > len(bufs.b) {
-			q.mu.Unlock()
+		if worst = max((int(size)+seg-1)/seg, 1); worst > len(bufs.b) {
 			return 0, argErr(hotOps[opAlloc], "size", "a %d-byte packet may take %d buffers here, the batch has %d (a batch of the ring size, %d, always fits)",
 				size, worst, len(bufs.b), l.txRingSize[qid])
 		}
-		r = C.memifgo_buffer_alloc(handleArg(c), l.guard, C.uint16_t(qid), batchArg(bufs), C.uint16_t(len(bufs.b)),
-			C.uint16_t(count), C.uint16_t(size), C.uint16_t(worst))
-	} else {
-		if err := l.checkAllocFits(qid, len(bufs.b), count, size); err != nil {
-			q.mu.Unlock()
-			return 0, err
-		}
-		r = C.memifgo_buffer_alloc(handleArg(c), l.guard, C.uint16_t(qid), batchArg(bufs), C.uint16_t(len(bufs.b)),
-			C.uint16_t(count), C.uint16_t(size), 0)
+	} else if err := l.checkAllocFits(qid, len(bufs.b), count, size); err != nil {
+		return 0, err
 	}
-	q.mu.Unlock()
+	r, err := c.burst(opAlloc, l, q, func(claim C.int) C.uint64_t {
+		return C.memifgo_buffer_alloc(l.h, l.guard, C.uint16_t(qid), batchArg(bufs), C.uint16_t(len(bufs.b)),
+			C.uint16_t(count), C.uint16_t(size), C.uint16_t(worst), claim)
+	})
+	if err != nil {
+		return 0, err
+	}
 	n, code := unpack(r)
 	bufs.meta.session = l
 	for i := range bufs.caps[:n] {
@@ -239,24 +203,30 @@ func (c *Conn) TxBurst(qid uint16, bufs *Buffers, count int) (n int, err error) 
 	if err := bufs.checkCount(hotOps[opTx], count); err != nil {
 		return 0, err
 	}
-	l, q, err := c.txQueue(opTx, qid)
+	l, q, err := c.hotTx(opTx, qid)
 	if err != nil {
 		return 0, err
 	}
 	if count > 0 && bufs.meta.session != l {
-		q.mu.Unlock()
 		return 0, hotErrs[opTx][ErrDisconnected] // buffers of a session that ended
 	}
 	for i := range bufs.b[:count] {
 		if uint32(bufs.b[i].len) > bufs.caps[i] {
-			C.memifgo_tx_rollback(handleArg(c), l.guard, C.uint16_t(qid))
-			q.mu.Unlock()
+			if _, err := c.burst(opTx, l, q, func(claim C.int) C.uint64_t {
+				return C.memifgo_tx_rollback(l.h, l.guard, C.uint16_t(qid), claim)
+			}); err != nil {
+				return 0, err
+			}
 			return 0, argErr(hotOps[opTx], "length", "buffer %d holds %d bytes, it was allocated with %d (unsent allocations were given back)",
 				i, bufs.b[i].len, bufs.caps[i])
 		}
 	}
-	r := C.memifgo_tx_burst(handleArg(c), l.guard, C.uint16_t(qid), batchArg(bufs), C.uint16_t(count))
-	q.mu.Unlock()
+	r, err := c.burst(opTx, l, q, func(claim C.int) C.uint64_t {
+		return C.memifgo_tx_burst(l.h, l.guard, C.uint16_t(qid), batchArg(bufs), C.uint16_t(count), claim)
+	})
+	if err != nil {
+		return 0, err
+	}
 	n, code := unpack(r)
 	if debugViews && code < codeTxCount {
 		for i := range bufs.b[:n] {
@@ -283,16 +253,19 @@ func (c *Conn) BufferEnqTx(qid uint16, bufs *Buffers, count int) (n int, err err
 	if c.args.IsMaster {
 		return 0, argErr(hotOps[opEnqTx], "connection", "only a slave can enqueue rx buffers for tx")
 	}
-	l, q, err := c.txQueue(opEnqTx, qid)
+	l, q, err := c.hotTx(opEnqTx, qid)
 	if err != nil {
 		return 0, err
 	}
 	if count > 0 && bufs.meta.session != l {
-		q.mu.Unlock()
 		return 0, hotErrs[opEnqTx][ErrDisconnected] // rx buffers of a session that ended
 	}
-	r := C.memifgo_buffer_enq_tx(handleArg(c), l.guard, C.uint16_t(qid), batchArg(bufs), C.uint16_t(count))
-	q.mu.Unlock()
+	r, err := c.burst(opEnqTx, l, q, func(claim C.int) C.uint64_t {
+		return C.memifgo_buffer_enq_tx(l.h, l.guard, C.uint16_t(qid), batchArg(bufs), C.uint16_t(count), claim)
+	})
+	if err != nil {
+		return 0, err
+	}
 	n, code := unpack(r)
 	for i := range bufs.caps[:n] {
 		bufs.caps[i] = l.bufferSize // a slave's buffers are whole
@@ -330,6 +303,11 @@ func (c *Conn) BufferRequeue(a *Buffers, i int, b *Buffers, j int) error {
 	if l.down.Load() {
 		return &Error{Op: op, Err: ErrDisconnected}
 	}
+	// It changes two queues' state: no owner may burst meanwhile (the next
+	// bursts claim again, after unlockAll).
+	if !l.quiesce(false) {
+		return &Error{Op: op, Err: errNestedBurst}
+	}
 	a.caps[i], b.caps[j] = l.bufferSize, l.bufferSize // slave: whole buffers
 	return codeErr(op, C.memif_buffer_requeue(c.h, &a.b[i], &b.b[j]))
 }
@@ -344,12 +322,18 @@ func (c *Conn) SetNextFreeBuffer(qid uint16, bufs *Buffers, i int) error {
 	if err := bufs.checkCount(op, i+1); err != nil || i < 0 {
 		return argErr(op, "index", "%d is outside the batch", i)
 	}
-	l, q, err := c.txQueue(opTx, qid)
+	l, q, err := c.hotTx(opTx, qid)
 	if err != nil {
 		return err
 	}
-	defer q.mu.Unlock()
-	return codeErr(op, C.memifgo_set_next_free_buffer(handleArg(c), l.guard, C.uint16_t(qid), &bufs.b[i]))
+	r, err := c.burst(opTx, l, q, func(claim C.int) C.uint64_t {
+		return C.memifgo_set_next_free_buffer(l.h, l.guard, C.uint16_t(qid), C.uintptr_t(uintptr(unsafe.Pointer(&bufs.b[i]))), claim)
+	})
+	if err != nil {
+		return err
+	}
+	_, code := unpack(r)
+	return codeErr(op, C.int(code))
 }
 
 // ReleaseTx gives back every tx buffer of queue qid that was allocated
@@ -360,13 +344,17 @@ func (c *Conn) SetNextFreeBuffer(qid uint16, bufs *Buffers, i int) error {
 // does the same by itself.
 func (c *Conn) ReleaseTx(qid uint16) (n int, err error) {
 	const op = "ReleaseTx"
-	l, q, err := c.txQueue(opTx, qid)
+	l, q, err := c.hotTx(opTx, qid)
 	if err != nil {
 		return 0, err
 	}
-	r := uint32(C.memifgo_tx_rollback(handleArg(c), l.guard, C.uint16_t(qid)))
-	q.mu.Unlock()
-	if left := r >> 16; left != 0 {
+	r, err := c.burst(opTx, l, q, func(claim C.int) C.uint64_t {
+		return C.memifgo_tx_rollback(l.h, l.guard, C.uint16_t(qid), claim)
+	})
+	if err != nil {
+		return 0, err
+	}
+	if left := r >> 16 & 0xffff; left != 0 {
 		return int(r & 0xffff), &Error{Op: op, Err: fmt.Errorf("%d buffers could not be given back: %w", left, ErrNoConn)}
 	}
 	return int(r & 0xffff), nil

@@ -68,7 +68,8 @@ func memifGoOnConnect(h C.uintptr_t) C.int {
 		if err != nil {
 			return fmt.Errorf("building the descriptor guard: %w", err)
 		}
-		l.guard = g
+		l.h = handleArg(c)
+		l.attachGuard(g)
 		c.link.Store(l)
 		for qid := range l.rx {
 			if err := c.RefillQueue(uint16(qid), RefillAll, c.args.RxHeadroom); err != nil {

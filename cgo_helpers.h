@@ -149,17 +149,85 @@ memifgo_queue_at (const memif_queue_details_t *q, int i,
   memcpy (out, (const char *) q + i * sizeof (*out), sizeof (*out));
 }
 
-// Hot-path wrappers return the count and the error code packed in one value
-// (count in the low 16 bits, memif_err_t above), so no Go pointer crosses and
-// nothing escapes to the heap. The handle and the batch (C memory) come as
-// uintptr_t: cgo checks every pointer argument on each call, ~25 ns.
-#define MEMIFGO_PACK(err, n) (((int64_t) (err) << 16) | (int64_t) (n))
+// Hot-path wrappers return counts, a code and flags packed in one uint64, so
+// no Go pointer crosses and nothing escapes to the heap: a (bits 0-15), b
+// (16-31), code (32-47: memif_err_t, MEMIFGO_E* or MEMIFGO_OWN_*), flags
+// (48-55). The handle and the batch (C memory) come as uintptr_t: cgo checks
+// every pointer argument on each call, ~25 ns.
+#define MEMIFGO_FP(code, flags, a, b)                                          \
+  (((uint64_t) (uint16_t) (code) << 32) | ((uint64_t) (flags) << 48) |         \
+   ((uint64_t) (uint16_t) (b) << 16) | (uint64_t) (uint16_t) (a))
+#define MEMIFGO_PACK(err, n) MEMIFGO_FP (err, 0, n, 0)
 
 #include "descriptors.h"
 
-static int64_t
-memifgo_rx_burst (uintptr_t conn_, uintptr_t g_, uint16_t qid,
-		  uintptr_t bufs_, uint16_t count)
+// Every hot entry point takes claim (0 on the first try, 1 from own.go's
+// slow path under the queue's lock) and runs its body as the queue's owner:
+// the body's result, or the MEMIFGO_OWN_* code that kept it out. The body
+// may return anywhere: leaving is here, once.
+#define MEMIFGO_OWNED(guard, queue, claim, body)                               \
+  ({                                                                           \
+    memifgo_guard_t *own_g_ = (memifgo_guard_t *) (guard);                     \
+    memifgo_q_t *own_q_ = (queue);                                             \
+    int own_ = memifgo_enter (&own_q_->owner, &own_g_->down, own_q_, (claim)); \
+    uint64_t own_r_ = own_ ? MEMIFGO_FP (own_, 0, 0, 0) : (uint64_t) (body);   \
+    if (!own_)                                                                 \
+      memifgo_leave ();                                                        \
+    own_r_;                                                                    \
+  })
+
+// MEMIFGO_OWNED for a body that works on two queues (of one guard or two):
+// own.go's burst2. The queues must differ.
+#define MEMIFGO_OWNED2(guard, queue, guard2, queue2, claim, body)              \
+  ({                                                                           \
+    memifgo_guard_t *own_g_ = (memifgo_guard_t *) (guard);                     \
+    memifgo_guard_t *own_g2_ = (memifgo_guard_t *) (guard2);                   \
+    memifgo_q_t *own_q_ = (queue), *own_q2_ = (queue2);                        \
+    int own_ = memifgo_enter2 (&own_q_->owner, &own_g_->down, own_q_,          \
+			       &own_q2_->owner, &own_g2_->down, own_q2_,       \
+			       (claim));                                       \
+    uint64_t own_r_ = own_ ? MEMIFGO_FP (own_, 0, 0, 0) : (uint64_t) (body);   \
+    if (!own_)                                                                 \
+      memifgo_leave2 ();                                                       \
+    own_r_;                                                                    \
+  })
+
+// Tests (own_test.go): bump the probe counters of rx queue qid (and of tx
+// queue qid, both) slowly and not atomically, as the queues' owner: two
+// threads inside one queue at once would lose updates.
+static uint64_t
+memifgo_own_probe_in (memifgo_q_t *q, memifgo_q_t *q2)
+{
+  volatile uint64_t *p = &q->probe, *p2 = q2 ? &q2->probe : NULL;
+  uint64_t v = *p, v2 = p2 ? *p2 : 0;
+  for (volatile int i = 0; i < 300; i++)
+    ;
+  *p = v + 1;
+  if (p2)
+    *p2 = v2 + 1;
+  return 0;
+}
+
+static uint64_t
+memifgo_own_probe (uintptr_t g, uint16_t qid, int both, int claim)
+{
+  memifgo_q_t *rx = memifgo_rxq (g, qid), *tx = memifgo_txq (g, qid);
+  if (both)
+    return MEMIFGO_OWNED2 (g, rx, g, tx, claim,
+			   memifgo_own_probe_in (rx, tx));
+  return MEMIFGO_OWNED (g, rx, claim, memifgo_own_probe_in (rx, NULL));
+}
+
+static uint64_t
+memifgo_own_probe_count (uintptr_t g, int tx, uint16_t qid)
+{
+  memifgo_q_t *q = tx ? memifgo_txq (g, qid) : memifgo_rxq (g, qid);
+  return __atomic_load_n (&q->probe, __ATOMIC_RELAXED);
+}
+
+static uint64_t
+memifgo_rx_burst_in (uintptr_t conn_, uintptr_t g_, uint16_t qid,
+		     uintptr_t bufs_, uint16_t count)
 {
   memif_conn_handle_t conn = (memif_conn_handle_t) conn_;
   memif_buffer_t *bufs = (memif_buffer_t *) bufs_;
@@ -171,12 +239,20 @@ memifgo_rx_burst (uintptr_t conn_, uintptr_t g_, uint16_t qid,
   return MEMIFGO_PACK (err, rx);
 }
 
+static uint64_t
+memifgo_rx_burst (uintptr_t conn, uintptr_t g, uint16_t qid, uintptr_t bufs,
+		  uint16_t count, int claim)
+{
+  return MEMIFGO_OWNED (g, memifgo_rxq (g, qid), claim,
+			memifgo_rx_burst_in (conn, g, qid, bufs, count));
+}
+
 // Fused receive: give back the previous burst's buffers and take the next
 // burst in one crossing.
-static int64_t
-memifgo_refill_rx_burst (uintptr_t conn_, uintptr_t g_, uint16_t qid,
-			 uint16_t refill, uint16_t headroom,
-			 uintptr_t bufs_, uint16_t count)
+static uint64_t
+memifgo_refill_rx_burst_in (uintptr_t conn_, uintptr_t g_, uint16_t qid,
+			    uint16_t refill, uint16_t headroom,
+			    uintptr_t bufs_, uint16_t count)
 {
   memif_conn_handle_t conn = (memif_conn_handle_t) conn_;
   memif_buffer_t *bufs = (memif_buffer_t *) bufs_;
@@ -195,17 +271,31 @@ memifgo_refill_rx_burst (uintptr_t conn_, uintptr_t g_, uint16_t qid,
   return MEMIFGO_PACK (err, rx);
 }
 
-static int
-memifgo_refill_queue (uintptr_t conn, uintptr_t g, uint16_t qid,
-		      uint16_t count, uint16_t headroom)
+static uint64_t
+memifgo_refill_rx_burst (uintptr_t conn, uintptr_t g, uint16_t qid,
+			 uint16_t refill, uint16_t headroom, uintptr_t bufs,
+			 uint16_t count, int claim)
 {
-  return memifgo_refill (conn, (const memifgo_guard_t *) g,
-			 memifgo_rxq (g, qid), qid, count, headroom);
+  return MEMIFGO_OWNED (g, memifgo_rxq (g, qid), claim,
+			memifgo_refill_rx_burst_in (conn, g, qid, refill,
+						    headroom, bufs, count));
 }
 
-static int64_t
-memifgo_tx_burst (uintptr_t conn, uintptr_t g, uint16_t qid,
-		  uintptr_t bufs, uint16_t count)
+static uint64_t
+memifgo_refill_queue (uintptr_t conn, uintptr_t g, uint16_t qid,
+		      uint16_t count, uint16_t headroom, int claim)
+{
+  memifgo_q_t *q = memifgo_rxq (g, qid);
+  return MEMIFGO_OWNED (g, q, claim,
+			MEMIFGO_PACK (memifgo_refill (conn,
+						      (const memifgo_guard_t *) g,
+						      q, qid, count, headroom),
+				      0));
+}
+
+static uint64_t
+memifgo_tx_burst_in (uintptr_t conn, uintptr_t g, uint16_t qid,
+		     uintptr_t bufs, uint16_t count)
 {
   uint16_t tx = 0;
   int err = memifgo_send (conn, (const memifgo_guard_t *) g,
@@ -214,26 +304,41 @@ memifgo_tx_burst (uintptr_t conn, uintptr_t g, uint16_t qid,
   return MEMIFGO_PACK (err, tx);
 }
 
+static uint64_t
+memifgo_tx_burst (uintptr_t conn, uintptr_t g, uint16_t qid, uintptr_t bufs,
+		  uint16_t count, int claim)
+{
+  return MEMIFGO_OWNED (g, memifgo_txq (g, qid), claim,
+			memifgo_tx_burst_in (conn, g, qid, bufs, count));
+}
+
 // Give back every unsent allocation of tx queue qid (a rejected send,
-// ReleaseTx): returns how many, and in the high bits how many remain.
-static uint32_t
-memifgo_tx_rollback (uintptr_t conn, uintptr_t g, uint16_t qid)
+// ReleaseTx): a = how many, b = how many remain.
+static uint64_t
+memifgo_tx_rollback_in (uintptr_t conn, uintptr_t g, uint16_t qid)
 {
   memifgo_q_t *q = memifgo_txq (g, qid);
   uint16_t before = q->cur - q->rel;
   memifgo_tx_flush (conn, (const memifgo_guard_t *) g, q, qid);
   uint16_t left = q->cur - q->rel;
-  return (uint32_t) left << 16 | (uint16_t) (before - left);
+  return MEMIFGO_FP (0, 0, before - left, left);
+}
+
+static uint64_t
+memifgo_tx_rollback (uintptr_t conn, uintptr_t g, uint16_t qid, int claim)
+{
+  return MEMIFGO_OWNED (g, memifgo_txq (g, qid), claim,
+			memifgo_tx_rollback_in (conn, g, qid));
 }
 
 // worst != 0: allocate packet by packet while the batch (nbufs) can hold
 // the worst case of one more packet. A master's tx descriptors have the
 // lengths the slave gave them and memif_buffer_alloc writes one
 // memif_buffer_t per segment, bounded only by the ring.
-static int64_t
-memifgo_buffer_alloc (uintptr_t conn, uintptr_t g, uint16_t qid,
-		      uintptr_t bufs, uint16_t nbufs, uint16_t count,
-		      uint16_t size, uint16_t worst)
+static uint64_t
+memifgo_buffer_alloc_in (uintptr_t conn, uintptr_t g, uint16_t qid,
+			 uintptr_t bufs, uint16_t nbufs, uint16_t count,
+			 uint16_t size, uint16_t worst)
 {
   uint16_t n = 0;
   int err = memifgo_alloc (conn, (const memifgo_guard_t *) g,
@@ -242,9 +347,19 @@ memifgo_buffer_alloc (uintptr_t conn, uintptr_t g, uint16_t qid,
   return MEMIFGO_PACK (err, n);
 }
 
-static int64_t
-memifgo_buffer_enq_tx (uintptr_t conn_, uintptr_t g, uint16_t qid,
-		       uintptr_t bufs_, uint16_t count)
+static uint64_t
+memifgo_buffer_alloc (uintptr_t conn, uintptr_t g, uint16_t qid,
+		      uintptr_t bufs, uint16_t nbufs, uint16_t count,
+		      uint16_t size, uint16_t worst, int claim)
+{
+  return MEMIFGO_OWNED (g, memifgo_txq (g, qid), claim,
+			memifgo_buffer_alloc_in (conn, g, qid, bufs, nbufs,
+						 count, size, worst));
+}
+
+static uint64_t
+memifgo_buffer_enq_tx_in (uintptr_t conn_, uintptr_t g, uint16_t qid,
+			  uintptr_t bufs_, uint16_t count)
 {
   memif_conn_handle_t conn = (memif_conn_handle_t) conn_;
   memif_buffer_t *bufs = (memif_buffer_t *) bufs_;
@@ -254,25 +369,38 @@ memifgo_buffer_enq_tx (uintptr_t conn_, uintptr_t g, uint16_t qid,
   return MEMIFGO_PACK (err, n);
 }
 
-static int
-memifgo_set_next_free_buffer (uintptr_t conn, uintptr_t g, uint16_t qid,
-			      memif_buffer_t *b)
+static uint64_t
+memifgo_buffer_enq_tx (uintptr_t conn, uintptr_t g, uint16_t qid,
+		       uintptr_t bufs, uint16_t count, int claim)
+{
+  return MEMIFGO_OWNED (g, memifgo_txq (g, qid), claim,
+			memifgo_buffer_enq_tx_in (conn, g, qid, bufs, count));
+}
+
+static uint64_t
+memifgo_set_next_free_buffer_in (uintptr_t conn, uintptr_t g, uint16_t qid,
+				 memif_buffer_t *b)
 {
   int err = memif_set_next_free_buffer ((void *) conn, qid, b);
   if (err == MEMIF_ERR_SUCCESS)
     memifgo_txq (g, qid)->cur = b->desc_index;
-  return err;
+  return MEMIFGO_PACK (err, 0);
+}
+
+static uint64_t
+memifgo_set_next_free_buffer (uintptr_t conn, uintptr_t g, uint16_t qid,
+			      uintptr_t b, int claim)
+{
+  return MEMIFGO_OWNED (g, memifgo_txq (g, qid), claim,
+			memifgo_set_next_free_buffer_in (conn, g, qid,
+							 (memif_buffer_t *) b));
 }
 
 // ==== fastpath.go: fused bursts (bench-driven) ===========================
 // Handles and batches come as uintptr_t: a void * or a pointer to a struct
 // holding pointers makes cgo run cgoCheckPointer on it at every call (about
 // 10 ns each here); Go byte/int32/uint32 slices come as typed pointers for
-// the same reason. Results pack into one uint64: a (bits 0-15), b (16-31),
-// code (32-47: memif_err_t or MEMIFGO_E*), flags (48-55).
-#define MEMIFGO_FP(code, flags, a, b)                                          \
-  (((uint64_t) (uint16_t) (code) << 32) | ((uint64_t) (flags) << 48) |         \
-   ((uint64_t) (uint16_t) (b) << 16) | (uint64_t) (uint16_t) (a))
+// the same reason. Results: MEMIFGO_FP.
 
 #define MEMIFGO_EBADLEN 0x1000 // tx buffer b longer than it was allocated
 #define MEMIFGO_EBADPKT 0x1001 // CopyTx packet b: bad offsets or length
@@ -289,9 +417,9 @@ memifgo_set_next_free_buffer (uintptr_t conn, uintptr_t g, uint16_t qid,
 // worst more buffers, as memifgo_buffer_alloc does. A rejected send gives
 // back every unsent allocation (b: the offending buffer).
 static uint64_t
-memifgo_tx_alloc (uintptr_t conn, uintptr_t g_, uint16_t qid, uintptr_t bufs,
-		  uint32_t *caps, uint16_t cap, uint16_t ntx, uint16_t nalloc,
-		  uint16_t size, uint16_t worst)
+memifgo_tx_alloc_in (uintptr_t conn, uintptr_t g_, uint16_t qid,
+		     uintptr_t bufs, uint32_t *caps, uint16_t cap, uint16_t ntx,
+		     uint16_t nalloc, uint16_t size, uint16_t worst)
 {
   const memifgo_guard_t *g = (const memifgo_guard_t *) g_;
   memifgo_q_t *q = memifgo_txq (g_, qid);
@@ -323,14 +451,25 @@ memifgo_tx_alloc (uintptr_t conn, uintptr_t g_, uint16_t qid, uintptr_t bufs,
   return MEMIFGO_FP (err, 0, n, tx);
 }
 
+static uint64_t
+memifgo_tx_alloc (uintptr_t conn, uintptr_t g, uint16_t qid, uintptr_t bufs,
+		  uint32_t *caps, uint16_t cap, uint16_t ntx, uint16_t nalloc,
+		  uint16_t size, uint16_t worst, int claim)
+{
+  return MEMIFGO_OWNED (g, memifgo_txq (g, qid), claim,
+			memifgo_tx_alloc_in (conn, g, qid, bufs, caps, cap,
+					     ntx, nalloc, size, worst));
+}
+
 // Copy packets data[offs[i]:offs[i+1]] (i < npkts) into newly allocated tx
 // buffers and send them: a = packets sent. Runs of equal length share one
 // memif_buffer_alloc. seg bounds the segments per packet so libmemif never
 // writes past the batch (0: the batch holds the whole ring, no bound).
 static uint64_t
-memifgo_copy_tx (uintptr_t conn, uintptr_t g_, uint16_t qid, uintptr_t bufs,
-		 uint32_t cap, const uint8_t *data, uint32_t datalen,
-		 const int32_t *offs, uint32_t npkts, uint32_t seg)
+memifgo_copy_tx_in (uintptr_t conn, uintptr_t g_, uint16_t qid,
+		    uintptr_t bufs, uint32_t cap, const uint8_t *data,
+		    uint32_t datalen, const int32_t *offs, uint32_t npkts,
+		    uint32_t seg)
 {
   const memifgo_guard_t *g = (const memifgo_guard_t *) g_;
   memifgo_q_t *q = memifgo_txq (g_, qid);
@@ -396,6 +535,16 @@ memifgo_copy_tx (uintptr_t conn, uintptr_t g_, uint16_t qid, uintptr_t bufs,
   return MEMIFGO_FP (aerr, 0, p, 0);
 }
 
+static uint64_t
+memifgo_copy_tx (uintptr_t conn, uintptr_t g, uint16_t qid, uintptr_t bufs,
+		 uint32_t cap, const uint8_t *data, uint32_t datalen,
+		 const int32_t *offs, uint32_t npkts, uint32_t seg, int claim)
+{
+  return MEMIFGO_OWNED (g, memifgo_txq (g, qid), claim,
+			memifgo_copy_tx_in (conn, g, qid, bufs, cap, data,
+					    datalen, offs, npkts, seg));
+}
+
 // Receive into bufs, copy packets back to back into dst (packet i is
 // dst[offs[i]:offs[i+1]], offs[0] = 0), and give every buffer back with one
 // memif_refill_queue: a = packets. At most cap buffers are taken, each burst
@@ -404,9 +553,10 @@ memifgo_copy_tx (uintptr_t conn, uintptr_t g_, uint16_t qid, uintptr_t bufs,
 // full, or the peer has not published the rest) comes last, flagged
 // PARTIAL: the next call's first packet continues it.
 static uint64_t
-memifgo_copy_rx (uintptr_t conn, uintptr_t g_, uint16_t qid, uintptr_t bufs,
-		 uint32_t cap, uint16_t headroom, uint8_t *dst, uint32_t dstlen,
-		 int32_t *offs, uint32_t maxpkts, uint32_t seg)
+memifgo_copy_rx_in (uintptr_t conn, uintptr_t g_, uint16_t qid,
+		    uintptr_t bufs, uint32_t cap, uint16_t headroom,
+		    uint8_t *dst, uint32_t dstlen, int32_t *offs,
+		    uint32_t maxpkts, uint32_t seg)
 {
   const memifgo_guard_t *g = (const memifgo_guard_t *) g_;
   memifgo_q_t *q = memifgo_rxq (g_, qid);
@@ -504,6 +654,17 @@ memifgo_copy_rx (uintptr_t conn, uintptr_t g_, uint16_t qid, uintptr_t bufs,
 	err = rerr;
     }
   return MEMIFGO_FP (err, flags, pk, 0);
+}
+
+static uint64_t
+memifgo_copy_rx (uintptr_t conn, uintptr_t g, uint16_t qid, uintptr_t bufs,
+		 uint32_t cap, uint16_t headroom, uint8_t *dst,
+		 uint32_t dstlen, int32_t *offs, uint32_t maxpkts,
+		 uint32_t seg, int claim)
+{
+  return MEMIFGO_OWNED (g, memifgo_rxq (g, qid), claim,
+			memifgo_copy_rx_in (conn, g, qid, bufs, cap, headroom,
+					    dst, dstlen, offs, maxpkts, seg));
 }
 // ==== end fastpath.go ====================================================
 

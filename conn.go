@@ -86,25 +86,32 @@ type Conn struct {
 }
 
 // link is the state of one connection session: the negotiated queues and
-// their locks. Bursts hold a queue's lock while in C, so a disconnect (which
-// frees the rings once OnDisconnect returns) waits for them and later bursts
-// see down and stay out of C.
+// their locks. Bursts take no lock (own.go); a disconnect (libmemif unmaps
+// the rings once OnDisconnect returns) bars the guard and waits for the
+// bursts in C, and later bursts stay out of C.
 type link struct {
+	h          C.uintptr_t // the connection handle: c.h, which Delete clears
 	rx, tx     []queue
 	bufferSize uint32   // 0 if the peer's layout hides it (see negotiatedBufferSize)
 	txRingSize []uint32 // descriptors per tx ring
 	master     bool
-	// down is set with every queue lock held (bursts read it under their
-	// lock) before OnDisconnect runs; unmapped once OnDisconnect returned,
-	// when libmemif unmaps the regions (Buffers.Data reads it, no lock).
+	// down is set with every queue lock held (slow paths read it under
+	// their lock; C reads the guard's own flag) before OnDisconnect runs;
+	// unmapped once OnDisconnect returned, when libmemif unmaps the regions
+	// (Buffers.Data reads it, no lock).
 	down     atomic.Bool
 	unmapped atomic.Bool
-	guard    C.uintptr_t // descriptors.h: what the hot path checks descriptors against
+	// guard (descriptors.h): what the hot path checks descriptors against,
+	// and the queues' owners. Freed when the link is unreachable, not at
+	// disconnect: a burst that loaded the link before still reads it.
+	guard C.uintptr_t
 }
 
+// queue is a queue's slow-path lock: claims (own.go), control calls and
+// disconnects take it, bursts by the queue's owner thread do not.
 type queue struct {
 	mu sync.Mutex
-	_  [64 - 8]byte // one queue per cache line: queues run on different threads
+	_  [128 - 8]byte // one queue per 128 bytes (adjacent-line prefetch)
 }
 
 func (l *link) lockAll() {
@@ -234,14 +241,14 @@ func (c *Conn) Delete() error {
 	return s.finish(op, code)
 }
 
-// downLink ends the current session: waits for bursts in C and bars new ones.
+// downLink ends the current session: bars new bursts and waits for those
+// in C.
 func (c *Conn) downLink() *link {
 	l := c.link.Swap(nil)
 	if l != nil {
 		l.lockAll()
+		l.quiesce(true)
 		l.down.Store(true)
-		C.memifgo_guard_free(l.guard) // no burst can reach it now
-		l.guard = 0
 		l.unlockAll()
 	}
 	return l
@@ -325,6 +332,9 @@ func (c *Conn) SetRxMode(mode RxMode, qid uint16) error {
 	if int(qid) >= len(l.rx) {
 		return qidErr(op, qid, len(l.rx))
 	}
+	// The queue's mutex keeps the ring mapped (a disconnect takes it) and
+	// no claim is needed: libmemif only stores the ring's flags, which no
+	// burst writes.
 	q := &l.rx[qid]
 	q.mu.Lock()
 	defer q.mu.Unlock()

@@ -16,6 +16,8 @@
 #define MEMIFGO_COOKIE 0x3E31F20 // memif.h's MEMIF_COOKIE, a protocol constant
 #define MEMIFGO_UNLIKELY(x) __builtin_expect (!!(x), 0)
 
+#include "own.h"
+
 // memif_desc_t as the memif protocol lays it out (16 bytes on every arch).
 // Defined here rather than taken from memif.h: the ring around it depends on
 // the cache line size libmemif was built with, which memif.h cannot tell.
@@ -34,8 +36,12 @@ typedef struct
   uintptr_t lo, hi; // where buffers may lie: region 0's rings excluded
 } memifgo_region_t;
 
-typedef struct
+// One queue, 128 bytes: the rx and tx queues of a pair run on different
+// threads, and adjacent-line prefetch pairs 64-byte lines.
+typedef struct __attribute__ ((aligned (128)))
 {
+  memifgo_rec_t *owner; // the thread whose bursts may enter (own.h)
+  uint64_t probe;	// tests: bumped, not atomically, by memifgo_own_probe
   uint8_t *ring;  // NULL when the layout could not be verified: post-checks only
   uint32_t mask;  // ring size - 1
   uint32_t canon; // slave: region-1 offset of slot 0's buffer, for repairs; ~0 none
@@ -48,6 +54,8 @@ typedef struct
   uint8_t seen;   // tx: chk is valid (a bad slot is counted once)
   uint32_t seg;   // master tx: shortest slave buffer accepted, learned (0: not yet)
   uint32_t ndrop; // rx: dropped slots not yet refilled (bits in drop)
+  // Counters: written by the owner only, read by DescriptorStats with
+  // no lock (memifgo_guard_count).
   uint64_t bad;	  // descriptors that failed a check
   uint64_t dropped; // rx: buffers dropped (bad, empty, and the rest of a bad one's packet)
   uint64_t empty;   // rx: packets of one empty buffer, dropped
@@ -57,6 +65,7 @@ typedef struct
 typedef struct
 {
   uint8_t master;
+  uint8_t down; // the link went down: no burst enters (own.h)
   uint16_t nrx, ntx;
   uint32_t nregions;
   uint32_t bufsize; // 0: unknown (a master whose slave's layout hides it)
@@ -123,10 +132,11 @@ static uintptr_t
 memifgo_guard_new (uint8_t master, uint16_t nrx, uint16_t ntx,
 		   uint32_t nregions, uint32_t bufsize, uint32_t minseg)
 {
-  memifgo_guard_t *g =
-    calloc (1, sizeof (*g) + sizeof (memifgo_q_t) * (nrx + ntx));
+  size_t size = sizeof (memifgo_guard_t) + sizeof (memifgo_q_t) * (nrx + ntx);
+  memifgo_guard_t *g = aligned_alloc (128, (size + 127) & ~(size_t) 127);
   if (!g)
     return 0;
+  memset (g, 0, size);
   g->master = master;
   g->nrx = nrx;
   g->ntx = ntx;
@@ -229,12 +239,37 @@ memifgo_guard_free (uintptr_t g_)
   free (g);
 }
 
-// Counters, read under the queue's lock (descriptors.go).
+// Bar every burst from the guard's queues (down), or take their ownership
+// away (revoke: the next burst claims again, under its queue's lock); then
+// wait until no burst is inside one. The caller holds every queue's Go
+// mutex. A revocation from inside a burst (a callback) is refused.
+static int
+memifgo_guard_quiesce (uintptr_t g_, int down)
+{
+  memifgo_guard_t *g = (memifgo_guard_t *) g_;
+  int n = g->nrx + g->ntx;
+  if (!down && memifgo_self && memifgo_self->inside)
+    return MEMIFGO_OWN_NESTED;
+  if (down)
+    __atomic_store_n (&g->down, 1, __ATOMIC_RELAXED);
+  else
+    for (int i = 0; i < n; i++)
+      __atomic_store_n (&g->q[i].owner, NULL, __ATOMIC_RELAXED);
+  memifgo_own_sync ();
+  memifgo_own_wait (&g->q[0], &g->q[n]);
+  return 0;
+}
+
+// Counters, read with no lock while the owner may write them: aligned
+// 64-bit loads are whole on every 64-bit target (relaxed atomics here, a
+// plain load in the code), so a reader sees a count a burst left, never a
+// torn one. The guard outlives every reader (freed with its link).
 static uint64_t
 memifgo_guard_count (uintptr_t g, int tx, uint16_t qid, int which)
 {
   memifgo_q_t *q = tx ? memifgo_txq (g, qid) : memifgo_rxq (g, qid);
-  return which == 2 ? q->empty : which == 1 ? q->dropped : q->bad;
+  uint64_t *c = which == 2 ? &q->empty : which == 1 ? &q->dropped : &q->bad;
+  return __atomic_load_n (c, __ATOMIC_RELAXED);
 }
 
 // The ring descriptor of a slot, or NULL when the ring is unknown (tests
@@ -260,7 +295,8 @@ static uint32_t
 memifgo_guard_index (uintptr_t g, int tx, uint16_t qid)
 {
   const memifgo_q_t *q = tx ? memifgo_txq (g, qid) : memifgo_rxq (g, qid);
-  return (uint32_t) q->cur << 16 | q->rel;
+  return (uint32_t) __atomic_load_n (&q->cur, __ATOMIC_RELAXED) << 16
+	 | __atomic_load_n (&q->rel, __ATOMIC_RELAXED);
 }
 
 // ---- the checks (hot path) ----------------------------------------------

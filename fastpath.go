@@ -82,12 +82,11 @@ func (c *Conn) TxBurstAlloc(qid uint16, bufs *Buffers, n, count int, size uint16
 	if err := bufs.checkCount(hotOps[opAlloc], count); err != nil {
 		return 0, 0, err
 	}
-	l, q, err := c.txQueue(opTx, qid)
+	l, q, err := c.hotTx(opTx, qid)
 	if err != nil {
 		return 0, 0, err
 	}
 	if n > 0 && bufs.meta.session != l {
-		q.mu.Unlock()
 		return 0, 0, hotErrs[opTx][ErrDisconnected] // buffers of a session that ended
 	}
 	// BufferAlloc's bounds: on a master with a batch smaller than the ring,
@@ -96,19 +95,21 @@ func (c *Conn) TxBurstAlloc(qid uint16, bufs *Buffers, n, count int, size uint16
 	if count > 0 {
 		if c.args.IsMaster && len(bufs.b) < int(l.txRingSize[qid]) {
 			if worst = max((int(size)+minSegment-1)/minSegment, 1); worst > len(bufs.b) {
-				q.mu.Unlock()
 				return 0, 0, argErr(hotOps[opAlloc], "size", "a %d-byte packet may take %d buffers on a master, the batch has %d (a batch of the ring size, %d, always fits)",
 					size, worst, len(bufs.b), l.txRingSize[qid])
 			}
 		} else if err := l.checkAllocFits(qid, len(bufs.b), count, size); err != nil {
-			q.mu.Unlock()
 			return 0, 0, err
 		}
 	}
-	r := C.memifgo_tx_alloc(handleArg(c), l.guard, C.uint16_t(qid), batchArg(bufs),
-		(*C.uint32_t)(unsafe.Pointer(&bufs.caps[0])), C.uint16_t(len(bufs.b)), C.uint16_t(n),
-		C.uint16_t(count), C.uint16_t(size), C.uint16_t(worst))
-	q.mu.Unlock()
+	r, err := c.burst(opTx, l, q, func(claim C.int) C.uint64_t {
+		return C.memifgo_tx_alloc(l.h, l.guard, C.uint16_t(qid), batchArg(bufs),
+			(*C.uint32_t)(unsafe.Pointer(&bufs.caps[0])), C.uint16_t(len(bufs.b)), C.uint16_t(n),
+			C.uint16_t(count), C.uint16_t(size), C.uint16_t(worst), claim)
+	})
+	if err != nil {
+		return 0, 0, err
+	}
 	bufs.meta.session = l
 	allocated, sent, code, flags := unpackFP(r)
 	switch {
@@ -148,7 +149,7 @@ func (c *Conn) CopyTx(qid uint16, bufs *Buffers, data []byte, offs []int32) (n i
 	if len(data) == 0 || len(data) > math.MaxInt32 {
 		return 0, argErr(opNameCopyTx, "data", "%d bytes is outside 1..%d", len(data), math.MaxInt32)
 	}
-	l, q, err := c.txQueue(opTx, qid)
+	l, q, err := c.hotTx(opTx, qid)
 	if err != nil {
 		return 0, err
 	}
@@ -161,10 +162,14 @@ func (c *Conn) CopyTx(qid uint16, bufs *Buffers, data []byte, offs []int32) (n i
 			seg = minSegment
 		}
 	}
-	r := C.memifgo_copy_tx(handleArg(c), l.guard, C.uint16_t(qid), batchArg(bufs), C.uint32_t(len(bufs.b)),
-		(*C.uint8_t)(unsafe.Pointer(&data[0])), C.uint32_t(len(data)),
-		(*C.int32_t)(unsafe.Pointer(&offs[0])), C.uint32_t(npkts), C.uint32_t(seg))
-	q.mu.Unlock()
+	r, err := c.burst(opTx, l, q, func(claim C.int) C.uint64_t {
+		return C.memifgo_copy_tx(l.h, l.guard, C.uint16_t(qid), batchArg(bufs), C.uint32_t(len(bufs.b)),
+			(*C.uint8_t)(unsafe.Pointer(&data[0])), C.uint32_t(len(data)),
+			(*C.int32_t)(unsafe.Pointer(&offs[0])), C.uint32_t(npkts), C.uint32_t(seg), claim)
+	})
+	if err != nil {
+		return 0, err
+	}
 	n, bad, code, flags := unpackFP(r)
 	switch {
 	case code == fpBadPkt:
@@ -205,7 +210,7 @@ func (c *Conn) CopyRx(qid uint16, bufs *Buffers, dst []byte, offs []int32) (n in
 	if len(offs) < 2 {
 		return 0, false, argErr(opNameCopyRx, "offs", "%d entries cannot describe a packet (need 2 or more)", len(offs))
 	}
-	l, q, err := c.rxQueue(opRefillRx, qid)
+	l, q, err := c.hotRx(opRefillRx, qid)
 	if err != nil {
 		return 0, false, err
 	}
@@ -216,13 +221,16 @@ func (c *Conn) CopyRx(qid uint16, bufs *Buffers, dst []byte, offs []int32) (n in
 		seg = 0xffff
 	}
 	if uint64(len(dst)) < uint64(seg) {
-		q.mu.Unlock()
 		return 0, false, argErr(opNameCopyRx, "dst", "%d bytes cannot hold one %d-byte buffer", len(dst), seg)
 	}
-	r := C.memifgo_copy_rx(handleArg(c), l.guard, C.uint16_t(qid), batchArg(bufs), C.uint32_t(len(bufs.b)),
-		C.uint16_t(c.args.RxHeadroom), (*C.uint8_t)(unsafe.Pointer(&dst[0])), C.uint32_t(min(len(dst), math.MaxInt32)),
-		(*C.int32_t)(unsafe.Pointer(&offs[0])), C.uint32_t(min(len(offs)-1, MaxBurst)), C.uint32_t(seg))
-	q.mu.Unlock()
+	r, err := c.burst(opRefillRx, l, q, func(claim C.int) C.uint64_t {
+		return C.memifgo_copy_rx(l.h, l.guard, C.uint16_t(qid), batchArg(bufs), C.uint32_t(len(bufs.b)),
+			C.uint16_t(c.args.RxHeadroom), (*C.uint8_t)(unsafe.Pointer(&dst[0])), C.uint32_t(min(len(dst), math.MaxInt32)),
+			(*C.int32_t)(unsafe.Pointer(&offs[0])), C.uint32_t(min(len(offs)-1, MaxBurst)), C.uint32_t(seg), claim)
+	})
+	if err != nil {
+		return 0, false, err
+	}
 	n, _, code, flags := unpackFP(r)
 	more = flags&(fpMore|fpPartial) != 0
 	switch {

@@ -18,6 +18,13 @@ import (
 // workers: the checks are for test runs.
 func TestMain(m *testing.M) {
 	flag.Parse()
+	if os.Getenv("MEMIF_GO_TEST_FENCE") != "" { // TestOwnFenceFallback's child
+		if !ownForceFence() {
+			fmt.Fprintln(os.Stderr, "cannot force fence mode: a burst ran already")
+			os.Exit(2)
+		}
+		fmt.Println("fence mode")
+	}
 	if f := flag.Lookup("test.fuzz"); f != nil && f.Value.String() != "" {
 		os.Exit(m.Run())
 	}

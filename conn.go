@@ -238,6 +238,7 @@ func (c *Conn) Delete() error {
 func (c *Conn) downLink() *link {
 	l := c.link.Swap(nil)
 	if l != nil {
+		C.memifgo_guard_stop(l.guard) // a receive waiting in C lets go now
 		l.lockAll()
 		l.down.Store(true)
 		C.memifgo_guard_free(l.guard) // no burst can reach it now

@@ -51,6 +51,7 @@ typedef struct
   uint64_t dropped; // rx: buffers dropped (bad, empty, and the rest of a bad one's packet)
   uint64_t empty;   // rx: packets of one empty buffer, dropped
   uint8_t *drop;    // rx: bitmap of dropped slots, mask+1 bits
+  int efd;	    // rx: libmemif's queue eventfd (spin.h consumes it), -1 none
 } memifgo_q_t;
 
 typedef struct
@@ -61,6 +62,7 @@ typedef struct
   uint32_t bufsize; // 0: unknown (a master whose slave's layout hides it)
   uint32_t minseg;  // master: shortest tx buffer accepted (the batch bound's assumption)
   uint32_t desc_off, tail_off; // ring layout: desc[0] and tail from the ring start
+  uint8_t down; // set (atomically) as the link goes down: waits in spin.h end
   memifgo_region_t reg[256];
   memifgo_q_t q[]; // rx queues, then tx queues
 } memifgo_guard_t;
@@ -132,7 +134,10 @@ memifgo_guard_new (uint8_t master, uint16_t nrx, uint16_t ntx,
   g->bufsize = bufsize;
   g->minseg = minseg;
   for (int i = 0; i < nrx + ntx; i++)
-    g->q[i].canon = ~0u;
+    {
+      g->q[i].canon = ~0u;
+      g->q[i].efd = -1;
+    }
   return (uintptr_t) g;
 }
 

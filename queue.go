@@ -19,7 +19,7 @@ type Queue struct {
 	sess     *session
 	st       *queueCounters
 	mode     WaitMode
-	spin     int
+	spin     time.Duration // WaitAdaptive's wait in C before parking
 	recheck  time.Duration
 	headroom uint16
 
@@ -61,9 +61,19 @@ func (q *Queue) Receive(ctx context.Context) (n int, err error) {
 		}
 	}
 	foreign := ctx.Done() != q.sess.ctx.Done()
-	spins := 0
+	// How long each receive may wait in C: WaitPoll the longest (it checks
+	// the contexts in between), WaitInterrupt not at all. Every empty
+	// answer consumed the eventfd before its last look at the ring, so a
+	// park after it loses no wake-up.
+	spin := time.Duration(0)
+	switch q.mode {
+	case WaitAdaptive:
+		spin = q.spin
+	case WaitPoll:
+		spin = MaxSpin
+	}
 	for {
-		n, _, err = q.c.RefillRxBurst(uint16(q.id), q.held, q.headroom, q.rx, q.rx.Cap())
+		n, _, err = q.c.RefillRxBurstWait(uint16(q.id), q.held, q.headroom, q.rx, q.rx.Cap(), spin)
 		if err != nil {
 			q.held = 0
 			if e := q.sess.ctx.Err(); e != nil {
@@ -82,12 +92,9 @@ func (q *Queue) Receive(ctx context.Context) (n int, err error) {
 		if err := q.sess.ctx.Err(); err != nil {
 			return 0, err
 		}
-		if q.mode == WaitPoll || (q.mode == WaitAdaptive && spins < q.spin) {
-			spins++
-			runtime.Gosched()
+		if q.mode == WaitPoll {
 			continue
 		}
-		spins = 0
 		q.st.parks.Add(1)
 		if foreign {
 			q.w.parkCtx(ctx, q.recheck)

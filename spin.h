@@ -78,7 +78,7 @@ memifgo_rx_last (const memifgo_guard_t *g, const memifgo_q_t *q)
 
 typedef struct
 {
-  uint64_t start, end; // ns; end 0: no spin
+  uint64_t start, end; // ns; start 0: not read yet (no spin), end 0: no spin
   uint32_t n;	       // looks so far
   uint8_t armed;       // the eventfd was consumed: an empty look is final
 } memifgo_wait_t;
@@ -88,7 +88,7 @@ memifgo_wait_init (memifgo_wait_t *w, uint64_t budget)
 {
   if (budget > MEMIFGO_SPIN_MAX_NS)
     budget = MEMIFGO_SPIN_MAX_NS;
-  w->start = memifgo_now ();
+  w->start = budget ? memifgo_now () : 0; // no clock read when not spinning
   w->end = budget ? w->start + budget : 0;
   w->n = 0;
   w->armed = 0;
@@ -144,9 +144,12 @@ memifgo_wait_ring (const memifgo_guard_t *g, const memifgo_q_t *q,
 // dropped as bad): whether to stop anyway. Only a peer flooding bad
 // descriptors keeps the ring busy that long.
 static inline int
-memifgo_wait_over (const memifgo_wait_t *w)
+memifgo_wait_over (memifgo_wait_t *w)
 {
-  return memifgo_now () - w->start >= MEMIFGO_SPIN_MAX_NS;
+  uint64_t now = memifgo_now ();
+  if (!w->start)
+    w->start = now;
+  return now - w->start >= MEMIFGO_SPIN_MAX_NS;
 }
 
 // memifgo_refill_rx_burst that waits up to budget ns for a burst. Without a

@@ -35,8 +35,8 @@ type EndpointConfig struct {
 	// OnDisconnect, OnInterrupt) must be unset: the Endpoint owns them.
 	Conn ConnArgs
 	// Mode is how Receive waits. SpinTime is how long WaitAdaptive's
-	// Receive waits for the ring inside C before parking (0:
-	// DefaultSpinTime; at most MaxSpin).
+	// Receive waits for the ring inside C before parking, and WaitPoll's
+	// between looks at its contexts (0: DefaultSpinTime; at most MaxSpin).
 	Mode     WaitMode
 	SpinTime time.Duration
 	// Deprecated: Spin counted WaitAdaptive's empty polls; it is ignored

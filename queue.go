@@ -61,16 +61,14 @@ func (q *Queue) Receive(ctx context.Context) (n int, err error) {
 		}
 	}
 	foreign := ctx.Done() != q.sess.ctx.Done()
-	// How long each receive may wait in C: WaitPoll the longest (it checks
-	// the contexts in between), WaitInterrupt not at all. Every empty
-	// answer consumed the eventfd before its last look at the ring, so a
-	// park after it loses no wake-up.
-	spin := time.Duration(0)
-	switch q.mode {
-	case WaitAdaptive:
-		spin = q.spin
-	case WaitPoll:
-		spin = MaxSpin
+	// How long each receive may wait in C (WaitPoll checks the contexts
+	// between waits; WaitInterrupt does not spin). A goroutine in C keeps
+	// its P until the runtime's monitor hands it off, so waits stay short.
+	// Every empty answer consumed the eventfd before its last look at the
+	// ring, so a park after it loses no wake-up.
+	spin := q.spin
+	if q.mode == WaitInterrupt {
+		spin = 0
 	}
 	for {
 		n, _, err = q.c.RefillRxBurstWait(uint16(q.id), q.held, q.headroom, q.rx, q.rx.Cap(), spin)

@@ -26,7 +26,7 @@ const (
 	WaitAdaptive
 	// WaitPoll never parks: the rx queue is set to polling mode (the peer
 	// stops signalling) and Receive watches the ring inside C, checking
-	// its contexts every MaxSpin. Lowest latency and highest rate; each
+	// its contexts every SpinTime. Lowest latency and highest rate; each
 	// queue's handler has an OS thread of its own and keeps a core busy.
 	WaitPoll
 )

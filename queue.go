@@ -61,17 +61,25 @@ func (q *Queue) Receive(ctx context.Context) (n int, err error) {
 		}
 	}
 	foreign := ctx.Done() != q.sess.ctx.Done()
-	// How long each receive may wait in C (WaitPoll checks the contexts
-	// between waits; WaitInterrupt does not spin). A goroutine in C keeps
-	// its P until the runtime's monitor hands it off, so waits stay short.
-	// Every empty answer consumed the eventfd before its last look at the
-	// ring, so a park after it loses no wake-up.
-	spin := q.spin
-	if q.mode == WaitInterrupt {
-		spin = 0
-	}
+	// WaitAdaptive waits in C in short slices with a yield between: a
+	// goroutine in C keeps its P, so a long wait there would hold up the
+	// goroutines queued on that P (the peer's handler woken from its park,
+	// say) until the runtime's monitor hands the P off; measured, that
+	// doubled the round trip. Only the last slice consumes the eventfd
+	// before its last look at the ring, so the park after it loses no
+	// wake-up. WaitPoll (a thread of its own) waits SpinTime per call and
+	// checks its contexts in between; WaitInterrupt does not spin.
+	slices := 0
 	for {
-		n, _, err = q.c.RefillRxBurstWait(uint16(q.id), q.held, q.headroom, q.rx, q.rx.Cap(), spin)
+		spin, noarm := time.Duration(0), false
+		switch q.mode {
+		case WaitAdaptive:
+			left := q.spin - time.Duration(slices)*spinSlice
+			spin, noarm = min(left, spinSlice), left > spinSlice
+		case WaitPoll:
+			spin = q.spin
+		}
+		n, _, err = q.c.refillRxWait(uint16(q.id), q.held, q.headroom, q.rx, q.rx.Cap(), spin, noarm)
 		if err != nil {
 			q.held = 0
 			if e := q.sess.ctx.Err(); e != nil {
@@ -93,6 +101,12 @@ func (q *Queue) Receive(ctx context.Context) (n int, err error) {
 		if q.mode == WaitPoll {
 			continue
 		}
+		if noarm {
+			slices++
+			runtime.Gosched()
+			continue
+		}
+		slices = 0
 		q.st.parks.Add(1)
 		if foreign {
 			q.w.parkCtx(ctx, q.recheck)
@@ -101,6 +115,9 @@ func (q *Queue) Receive(ctx context.Context) (n int, err error) {
 		}
 	}
 }
+
+// spinSlice is the longest WaitAdaptive waits in C before yielding.
+const spinSlice = 5 * time.Microsecond
 
 // Release gives the last batch back to the ring now instead of at the next
 // Receive (before a pause, or the handler's end, so the peer sees its

@@ -23,6 +23,13 @@ import (
 // the queue, so a longer spin asked for is cut to this.
 const MaxSpin = time.Millisecond
 
+func boolArg(b bool) C.int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // spinArg is spin as C's budget in ns, within 0..MaxSpin.
 func spinArg(spin time.Duration) C.uint64_t { return C.uint64_t(min(max(spin, 0), MaxSpin)) }
 
@@ -42,6 +49,12 @@ func (c *Conn) guardEventFDs(g C.uintptr_t) { C.memifgo_guard_efds(g, handleArg(
 // memif_rx_burst for spin and a parked caller needs a timeout. If the link
 // goes down during the wait it returns ErrDisconnected at once.
 func (c *Conn) RefillRxBurstWait(qid uint16, refill int, headroom uint16, bufs *Buffers, count int, spin time.Duration) (n int, more bool, err error) {
+	return c.refillRxWait(qid, refill, headroom, bufs, count, spin, false)
+}
+
+// refillRxWait is RefillRxBurstWait; noarm leaves the eventfd alone when
+// the spin ends empty (for a caller that spins on rather than parks).
+func (c *Conn) refillRxWait(qid uint16, refill int, headroom uint16, bufs *Buffers, count int, spin time.Duration, noarm bool) (n int, more bool, err error) {
 	if err := bufs.checkCount(hotOps[opRefillRx], count); err != nil {
 		return 0, false, err
 	}
@@ -56,7 +69,7 @@ func (c *Conn) RefillRxBurstWait(qid uint16, refill int, headroom uint16, bufs *
 		refill = 0 // those buffers belonged to a session that ended; the new one starts full
 	}
 	r := C.memifgo_refill_rx_wait(handleArg(c), l.guard, C.uint16_t(qid), C.uint16_t(refill), C.uint16_t(headroom),
-		batchArg(bufs), C.uint16_t(count), spinArg(spin))
+		batchArg(bufs), C.uint16_t(count), spinArg(spin), boolArg(noarm))
 	q.mu.Unlock()
 	bufs.meta.session = l
 	n, code := unpack(r)

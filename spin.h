@@ -81,11 +81,13 @@ typedef struct
   uint64_t start, end; // ns; start 0: not read yet (no spin), end 0: no spin
   uint32_t n;	       // looks so far
   uint8_t armed;       // the eventfd was consumed: an empty look is final
+  uint8_t noarm;       // end the spin without touching the eventfd
 } memifgo_wait_t;
 
 static inline void
 memifgo_wait_init (memifgo_wait_t *w, uint64_t budget)
 {
+  w->noarm = 0;
   if (budget > MEMIFGO_SPIN_MAX_NS)
     budget = MEMIFGO_SPIN_MAX_NS;
   w->start = budget ? memifgo_now () : 0; // no clock read when not spinning
@@ -134,7 +136,11 @@ memifgo_wait_ring (const memifgo_guard_t *g, const memifgo_q_t *q,
       if (w->armed)
 	return 0;
       if (memifgo_spun (w))
-	memifgo_arm (q, w);
+	{
+	  if (w->noarm) // the caller spins on (in Go) rather than parks
+	    return 0;
+	  memifgo_arm (q, w);
+	}
       else
 	memifgo_relax ();
     }
@@ -154,11 +160,12 @@ memifgo_wait_over (memifgo_wait_t *w)
 
 // memifgo_refill_rx_burst that waits up to budget ns for a burst. Without a
 // known ring it polls memif_rx_burst instead (lossy: its own eventfd read
-// may swallow a signal, so a parked caller needs its recheck).
+// may swallow a signal, so a parked caller needs its recheck). noarm: an
+// empty end leaves the eventfd alone (a syscall saved; do not park after).
 static int64_t
 memifgo_refill_rx_wait (uintptr_t conn, uintptr_t g_, uint16_t qid,
 			uint16_t refill, uint16_t headroom, uintptr_t bufs_,
-			uint16_t count, uint64_t budget)
+			uint16_t count, uint64_t budget, int noarm)
 {
   const memifgo_guard_t *g = (const memifgo_guard_t *) g_;
   memifgo_q_t *q = memifgo_rxq (g_, qid);
@@ -176,6 +183,7 @@ memifgo_refill_rx_wait (uintptr_t conn, uintptr_t g_, uint16_t qid,
 	return MEMIFGO_PACK (err, 0);
     }
   memifgo_wait_init (&w, budget);
+  w.noarm = noarm != 0;
   for (;;)
     {
       if (q->ring)

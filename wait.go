@@ -20,9 +20,10 @@ const (
 	// queue's eventfd (the peer signals it): an idle queue holds no OS
 	// thread and burns no CPU.
 	WaitInterrupt WaitMode = iota
-	// WaitAdaptive watches the ring inside C for SpinTime (one cgo call, no
-	// syscall while it spins) before parking as WaitInterrupt: lower
-	// latency under load, still no thread when idle.
+	// WaitAdaptive watches the ring inside C for SpinTime (in slices of a
+	// few µs with a yield between, no syscall while it spins) before
+	// parking as WaitInterrupt: lower latency under load, still no thread
+	// when idle.
 	WaitAdaptive
 	// WaitPoll never parks: the rx queue is set to polling mode (the peer
 	// stops signalling) and Receive watches the ring inside C, checking

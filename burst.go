@@ -86,6 +86,7 @@ func (c *Conn) RxBurst(qid uint16, bufs *Buffers, count int) (n int, more bool, 
 // RefillRxBurst gives back refill buffers of rx queue qid (memif_refill_queue
 // with headroom) and receives the next burst (memif_rx_burst) in one cgo
 // crossing: the fast receive loop. The views of the previous burst die here.
+// RefillRxBurstWait also waits for the burst, inside C.
 func (c *Conn) RefillRxBurst(qid uint16, refill int, headroom uint16, bufs *Buffers, count int) (n int, more bool, err error) {
 	if err := bufs.checkCount(hotOps[opRefillRx], count); err != nil {
 		return 0, false, err

@@ -68,6 +68,7 @@ func memifGoOnConnect(h C.uintptr_t) C.int {
 		if err != nil {
 			return fmt.Errorf("building the descriptor guard: %w", err)
 		}
+		c.guardEventFDs(g)
 		l.h = handleArg(c)
 		l.attachGuard(g)
 		c.link.Store(l)

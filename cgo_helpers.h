@@ -668,4 +668,6 @@ memifgo_copy_rx (uintptr_t conn, uintptr_t g, uint16_t qid, uintptr_t bufs,
 }
 // ==== end fastpath.go ====================================================
 
+#include "spin.h" // waiting receives (rxwait.go), built on the two above
+
 #endif // MEMIF_GO_CGO_HELPERS_H

@@ -246,6 +246,7 @@ func (c *Conn) Delete() error {
 func (c *Conn) downLink() *link {
 	l := c.link.Swap(nil)
 	if l != nil {
+		C.memifgo_guard_stop(l.guard) // a receive waiting in C lets go now
 		l.lockAll()
 		l.quiesce(true)
 		l.down.Store(true)

@@ -60,6 +60,7 @@ typedef struct __attribute__ ((aligned (128)))
   uint64_t dropped; // rx: buffers dropped (bad, empty, and the rest of a bad one's packet)
   uint64_t empty;   // rx: packets of one empty buffer, dropped
   uint8_t *drop;    // rx: bitmap of dropped slots, mask+1 bits
+  int efd;	    // rx: libmemif's queue eventfd (spin.h consumes it), -1 none
 } memifgo_q_t;
 
 typedef struct
@@ -144,7 +145,10 @@ memifgo_guard_new (uint8_t master, uint16_t nrx, uint16_t ntx,
   g->bufsize = bufsize;
   g->minseg = minseg;
   for (int i = 0; i < nrx + ntx; i++)
-    g->q[i].canon = ~0u;
+    {
+      g->q[i].canon = ~0u;
+      g->q[i].efd = -1;
+    }
   return (uintptr_t) g;
 }
 

@@ -34,12 +34,17 @@ type EndpointConfig struct {
 	// Conn is the interface. Socket and the callbacks (OnConnect,
 	// OnDisconnect, OnInterrupt) must be unset: the Endpoint owns them.
 	Conn ConnArgs
-	// Mode is how Receive waits; Spin the empty bursts WaitAdaptive polls
-	// before parking (0: DefaultSpin).
-	Mode WaitMode
+	// Mode is how Receive waits. SpinTime is how long WaitAdaptive's
+	// Receive waits for the ring inside C before parking, and WaitPoll's
+	// between looks at its contexts (0: DefaultSpinTime; at most MaxSpin).
+	Mode     WaitMode
+	SpinTime time.Duration
+	// Deprecated: Spin counted WaitAdaptive's empty polls; it is ignored
+	// now that the wait happens in C for SpinTime.
 	Spin int
-	// Recheck bounds a parked Receive's sleep (0: DefaultRecheck); see
-	// waiter.park for the lost wake-up it covers.
+	// Recheck bounds a parked Receive's sleep (0: DefaultRecheck): a safety
+	// net only, since the waiting receive loses no wake-up (see
+	// waiter.park).
 	Recheck time.Duration
 	// Batch is the most buffers one Receive returns (0: 256); it is
 	// capped at the negotiated ring size.
@@ -57,7 +62,12 @@ type EndpointConfig struct {
 	OnLinkDown func(Link)
 }
 
-// DefaultSpin is WaitAdaptive's empty bursts before parking.
+// DefaultSpinTime is how long WaitAdaptive's Receive waits for the ring
+// before parking: about a round trip through a busy peer, far below the
+// cost of a park and wake-up.
+const DefaultSpinTime = 50 * time.Microsecond
+
+// Deprecated: DefaultSpin was Spin's default; see DefaultSpinTime.
 const DefaultSpin = 64
 
 // DefaultReconnect is a slave Endpoint's default connection request period.
@@ -120,11 +130,11 @@ func NewEndpoint(cfg EndpointConfig, h Handler) (*Endpoint, error) {
 		return nil, argErr(op, "conn", "Socket and callbacks must be unset: the Endpoint owns them")
 	case cfg.Mode < WaitInterrupt || cfg.Mode > WaitPoll:
 		return nil, argErr(op, "mode", "%d is not a wait mode", cfg.Mode)
-	case cfg.Spin < 0 || cfg.Recheck < 0 || cfg.Batch < 0 || cfg.Batch > MaxBurst:
-		return nil, argErr(op, "config", "negative Spin or Recheck, or Batch outside 0..%d", MaxBurst)
+	case cfg.Spin < 0 || cfg.SpinTime < 0 || cfg.SpinTime > MaxSpin || cfg.Recheck < 0 || cfg.Batch < 0 || cfg.Batch > MaxBurst:
+		return nil, argErr(op, "config", "negative Spin or Recheck, SpinTime outside 0..%v, or Batch outside 0..%d", MaxSpin, MaxBurst)
 	}
-	if cfg.Spin == 0 {
-		cfg.Spin = DefaultSpin
+	if cfg.SpinTime == 0 {
+		cfg.SpinTime = DefaultSpinTime
 	}
 	if cfg.Recheck == 0 {
 		cfg.Recheck = DefaultRecheck

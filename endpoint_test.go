@@ -196,6 +196,10 @@ func TestEndpointConfig(t *testing.T) {
 	assert.ErrorIs(t, err, ErrInvalArg)
 	_, err = NewEndpoint(EndpointConfig{Mode: 7}, echo)
 	assert.ErrorIs(t, err, ErrInvalArg)
+	for _, spin := range []time.Duration{-1, MaxSpin + 1} {
+		_, err = NewEndpoint(EndpointConfig{Mode: WaitAdaptive, SpinTime: spin}, echo)
+		assert.ErrorIs(t, err, ErrInvalArg, "SpinTime %v", spin)
+	}
 	// Close without Run releases the socket: the path can be used again.
 	path := testSocketPath(t)
 	for range 2 {

@@ -202,7 +202,7 @@ func (c *Conn) CopyTx(qid uint16, bufs *Buffers, data []byte, offs []int32) (n i
 // is full, or the peer has not published the rest yet) its start is packet
 // n-1 and err is ErrPartialChain: append the next call's first packet to it.
 // A packet the peer wrote beyond its buffer size is dropped with
-// ErrOversizedBuffer.
+// ErrOversizedBuffer. CopyRxWait also waits for packets, inside C.
 func (c *Conn) CopyRx(qid uint16, bufs *Buffers, dst []byte, offs []int32) (n int, more bool, err error) {
 	if err := bufs.checkCount(opNameCopyRx, 0); err != nil {
 		return 0, false, err

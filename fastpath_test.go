@@ -410,6 +410,17 @@ func TestFastAllocsPerRun(t *testing.T) {
 			p.master.TxBurstAlloc(0, tx, k, 0, 64)
 		}},
 		{"CopyRx drain", func() { p.slave.CopyRx(0, rx, dst, roffs) }},
+		{"BufferAlloc+TxBurst+RefillRxBurstWait", func() {
+			k, _ := p.master.BufferAlloc(0, tx, 32, 64)
+			p.master.TxBurst(0, tx, k)
+			refill, _, _ = p.slave.RefillRxBurstWait(0, refill, 0, rx, 64, time.Microsecond)
+		}},
+		{"RefillRxBurstWait idle", func() { refill, _, _ = p.slave.RefillRxBurstWait(0, refill, 0, rx, 64, time.Microsecond) }},
+		{"CopyTx+CopyRxWait", func() {
+			p.master.CopyTx(0, tx, data, offs)
+			p.slave.CopyRxWait(0, rx, dst, roffs, time.Microsecond)
+		}},
+		{"CopyRxWait idle", func() { p.slave.CopyRxWait(0, rx, dst, roffs, time.Microsecond) }},
 	}
 	for _, tc := range cases {
 		assert.Zero(t, testing.AllocsPerRun(100, tc.fn), tc.name)

@@ -19,7 +19,7 @@ type Queue struct {
 	sess     *session
 	st       *queueCounters
 	mode     WaitMode
-	spin     int
+	spin     time.Duration // WaitAdaptive's wait in C before parking
 	recheck  time.Duration
 	headroom uint16
 
@@ -61,9 +61,25 @@ func (q *Queue) Receive(ctx context.Context) (n int, err error) {
 		}
 	}
 	foreign := ctx.Done() != q.sess.ctx.Done()
-	spins := 0
+	// WaitAdaptive waits in C in short slices with a yield between: a
+	// goroutine in C keeps its P, so a long wait there would hold up the
+	// goroutines queued on that P (the peer's handler woken from its park,
+	// say) until the runtime's monitor hands the P off; measured, that
+	// doubled the round trip. Only the last slice consumes the eventfd
+	// before its last look at the ring, so the park after it loses no
+	// wake-up. WaitPoll (a thread of its own) waits SpinTime per call and
+	// checks its contexts in between; WaitInterrupt does not spin.
+	slices := 0
 	for {
-		n, _, err = q.c.RefillRxBurst(uint16(q.id), q.held, q.headroom, q.rx, q.rx.Cap())
+		spin, noarm := time.Duration(0), false
+		switch q.mode {
+		case WaitAdaptive:
+			left := q.spin - time.Duration(slices)*spinSlice
+			spin, noarm = min(left, spinSlice), left > spinSlice
+		case WaitPoll:
+			spin = q.spin
+		}
+		n, _, err = q.c.refillRxWait(uint16(q.id), q.held, q.headroom, q.rx, q.rx.Cap(), spin, noarm)
 		if err != nil {
 			q.held = 0
 			if e := q.sess.ctx.Err(); e != nil {
@@ -82,12 +98,15 @@ func (q *Queue) Receive(ctx context.Context) (n int, err error) {
 		if err := q.sess.ctx.Err(); err != nil {
 			return 0, err
 		}
-		if q.mode == WaitPoll || (q.mode == WaitAdaptive && spins < q.spin) {
-			spins++
+		if q.mode == WaitPoll {
+			continue
+		}
+		if noarm {
+			slices++
 			runtime.Gosched()
 			continue
 		}
-		spins = 0
+		slices = 0
 		q.st.parks.Add(1)
 		if foreign {
 			q.w.parkCtx(ctx, q.recheck)
@@ -96,6 +115,9 @@ func (q *Queue) Receive(ctx context.Context) (n int, err error) {
 		}
 	}
 }
+
+// spinSlice is the longest WaitAdaptive waits in C before yielding.
+const spinSlice = 5 * time.Microsecond
 
 // Release gives the last batch back to the ring now instead of at the next
 // Receive (before a pause, or the handler's end, so the peer sees its

@@ -66,7 +66,7 @@ func (e *Endpoint) startSession(c *Conn) (*session, error) {
 // newQueue prepares queue qid for a handler; control calls are made here,
 // on the loop goroutine, never from the handler.
 func (e *Endpoint) newQueue(c *Conn, s *session, qid int) (*Queue, error) {
-	q := &Queue{id: qid, c: c, sess: s, st: e.counters(qid), mode: e.cfg.Mode, spin: e.cfg.Spin,
+	q := &Queue{id: qid, c: c, sess: s, st: e.counters(qid), mode: e.cfg.Mode, spin: e.cfg.SpinTime,
 		recheck: e.cfg.Recheck, headroom: c.args.RxHeadroom}
 	if qid < s.link.RxQueues {
 		var err error

@@ -20,14 +20,15 @@ const (
 	// queue's eventfd (the peer signals it): an idle queue holds no OS
 	// thread and burns no CPU.
 	WaitInterrupt WaitMode = iota
-	// WaitAdaptive polls the ring a few times (Spin empty bursts, yielding
-	// between them) before parking as WaitInterrupt: lower latency under
-	// load, still no thread when idle.
+	// WaitAdaptive watches the ring inside C for SpinTime (in slices of a
+	// few µs with a yield between, no syscall while it spins) before
+	// parking as WaitInterrupt: lower latency under load, still no thread
+	// when idle.
 	WaitAdaptive
 	// WaitPoll never parks: the rx queue is set to polling mode (the peer
-	// stops signalling) and Receive polls the ring, yielding between empty
-	// bursts. Lowest latency and highest rate; each queue's handler has an
-	// OS thread of its own and keeps a core busy.
+	// stops signalling) and Receive watches the ring inside C, checking
+	// its contexts every SpinTime. Lowest latency and highest rate; each
+	// queue's handler has an OS thread of its own and keeps a core busy.
 	WaitPoll
 )
 
@@ -48,9 +49,9 @@ func (m WaitMode) String() string {
 const DefaultRecheck = 100 * time.Millisecond
 
 // waiter parks a goroutine until an rx queue's eventfd is readable. It
-// watches a duplicate of the fd on Go's netpoller and never reads it:
-// memif_rx_burst reads (resets) the eventfd itself, and a read here would
-// swallow the wake-up it needs. The duplicate keeps the eventfd open after
+// watches a duplicate of the fd on Go's netpoller and never reads it: the
+// waiting receive (spin.h) reads it, then looks at the ring, and only an
+// empty look lets the caller park, so every later packet's signal is seen. The duplicate keeps the eventfd open after
 // libmemif closes its own at link down, so a late kick is harmless.
 type waiter struct {
 	file *os.File
@@ -91,12 +92,14 @@ func readable(fd uintptr) bool {
 }
 
 // park waits until the eventfd is readable, kick is called, or recheck
-// passes. The caller must have looked at the ring (an rx burst) after the
-// last wake-up: the netpoller only wakes on a new signal.
+// passes. The caller must have had an empty waiting receive
+// (RefillRxBurstWait) after the last wake-up: the netpoller only wakes on a
+// new signal.
 func (w *waiter) park(recheck time.Duration) {
-	// The deadline bounds a wake-up lost inside memif_rx_burst, which reads
-	// the eventfd after finding the ring empty: a packet published between
-	// those two steps has its signal consumed and is seen at the recheck.
+	// The deadline is a safety net: a wake-up is lost only where the ring
+	// layout could not be verified (the waiting receive then polls
+	// memif_rx_burst, which reads the eventfd after finding the ring empty
+	// and so can swallow the signal of a packet published in between).
 	w.file.SetReadDeadline(time.Now().Add(recheck))
 	w.raw.Read(readable)
 }

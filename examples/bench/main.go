@@ -605,17 +605,33 @@ type echo struct {
 	tx   *memif.Buffers
 	dst  []byte
 	offs []int32
+	spin time.Duration // pingpong: wait for the frame inside C
 }
+
+// pingSpin is how long a pingpong receive waits inside C per call: the
+// ring's index is watched with no cgo crossing or syscall per empty poll.
+// The C twin cannot do the same: a program using libmemif cannot see the
+// ring, so it polls memif_rx_burst (a read() of the eventfd per empty poll).
+const pingSpin = memif.MaxSpin
 
 func newEcho(c *memif.Conn, q uint16, cfg config) *echo {
 	e := &echo{c: c, q: q, dst: make([]byte, cfg.burst*cfg.bufSize+cfg.size), offs: make([]int32, cfg.burst+1)}
 	e.rx, _ = memif.NewBuffers(cfg.burst)
 	e.tx, _ = memif.NewBuffers(txBatch(cfg, cfg.burst))
+	if cfg.pingpong {
+		e.spin = pingSpin
+	}
 	return e
 }
 
 func (e *echo) step() (int, error) {
-	n, _, err := e.c.CopyRx(e.q, e.rx, e.dst, e.offs)
+	var n int
+	var err error
+	if e.spin > 0 {
+		n, _, err = e.c.CopyRxWait(e.q, e.rx, e.dst, e.offs, e.spin)
+	} else {
+		n, _, err = e.c.CopyRx(e.q, e.rx, e.dst, e.offs)
+	}
 	if err != nil && !errors.Is(err, memif.ErrPartialChain) {
 		return 0, err
 	}
@@ -670,7 +686,7 @@ func (p *pinger) run(stop *atomic.Bool) error {
 			return err
 		}
 		for !stop.Load() {
-			k, _, err := p.c.CopyRx(0, p.rx, p.dst, p.offs)
+			k, _, err := p.c.CopyRxWait(0, p.rx, p.dst, p.offs, pingSpin)
 			if err != nil {
 				return err // a partial chain too: the peer echoes whole frames
 			}

@@ -505,4 +505,6 @@ memifgo_copy_rx (uintptr_t conn, uintptr_t g_, uint16_t qid, uintptr_t bufs,
 }
 // ==== end fastpath.go ====================================================
 
+#include "forward.h"
+
 #endif // MEMIF_GO_CGO_HELPERS_H

@@ -137,6 +137,10 @@ func (c *Conn) Forward(rxq uint16, to *Conn, txq uint16, rx, tx *Buffers) (pkts,
 		dropped, m.pend = m.pend, 0 // they went with A's session that ended
 		m.session = la
 	}
+	if m.pend > len(rx.b) { // a slice of the batch that holds them
+		qa.mu.Unlock()
+		return 0, dropped, true, &ForwardError{Err: argErr(opNameFwdRx, "rx", "%d buffers wait in the batch, this one holds %d", m.pend, len(rx.b))}
+	}
 	lb, qb, err := to.txQueue(opTx, txq)
 	if err != nil {
 		qa.mu.Unlock()
@@ -201,6 +205,9 @@ func (c *Conn) ForwardDrop(rxq uint16, rx *Buffers) (pkts int, err error) {
 		return 0, nil // gone with the session that ended
 	}
 	n := m.pend
+	if n > len(rx.b) {
+		return 0, &ForwardError{Err: argErr(opNameFwdRx, "rx", "%d buffers wait in the batch, this one holds %d", n, len(rx.b))}
+	}
 	for i := range rx.b[:n] {
 		if !rx.HasNext(i) {
 			pkts++

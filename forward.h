@@ -159,7 +159,7 @@ memifgo_forward (uintptr_t ca, uintptr_t ga_, uint16_t qa, uint16_t headroom,
       terr = memifgo_alloc (cb, gb, qtb, qb, tb + nb, tcap - nb,
 			    (uint16_t) run, (uint16_t) len, 0, seg != 0, &got);
       end = nb + got;
-      while (nb < end && i < pend)
+      while (nb < end && i < pend && npk < MEMIFGO_FWD_MAXPKT)
 	{
 	  memifgo_fwd_copy (rb, &i, pend, tb, &nb, end);
 	  rxend[npk++] = (uint16_t) i;

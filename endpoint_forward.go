@@ -78,6 +78,9 @@ func (q *Queue) Forward(ctx context.Context, to *Endpoint, txq int, wait time.Du
 			drops.Oversize += uint64(d)
 		}
 		sent += n
+		if errors.Is(ferr, ErrIntWrite) {
+			ferr = nil // sent; only the peer's wake-up failed (it polls again)
+		}
 		if ferr != nil {
 			var fe *ForwardError
 			if errors.As(ferr, &fe) && fe.Tx && errors.Is(ferr, ErrDisconnected) {

@@ -62,6 +62,9 @@ type batchMeta struct {
 	// session is the link the batch was last filled on: a batch filled
 	// before a reconnect is never sent or refilled on the new link.
 	session *link
+	// pend is how many received buffers Forward left at the front of the
+	// batch, unrefilled, for its next call (forward.go).
+	pend int
 }
 
 // NewBuffers allocates a batch of n descriptors (1..MaxBurst). Free releases

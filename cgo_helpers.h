@@ -668,6 +668,7 @@ memifgo_copy_rx (uintptr_t conn, uintptr_t g, uint16_t qid, uintptr_t bufs,
 }
 // ==== end fastpath.go ====================================================
 
-#include "spin.h" // waiting receives (rxwait.go), built on the two above
+#include "spin.h"    // waiting receives (rxwait.go), built on the two above
+#include "forward.h" // the fused forward (forward.go)
 
 #endif // MEMIF_GO_CGO_HELPERS_H

@@ -27,11 +27,13 @@ type Queue struct {
 	held int      // buffers of rx still lent to the handler (refilled by the next Receive)
 	w    *waiter  // nil in WaitPoll mode
 
-	tx   *Buffers   // descriptor scratch for Flush, a whole ring
-	ztx  *Buffers   // zero-copy tx batch (Alloc, Send), made on first use
-	rxAt []*Buffers // rxAt[i] is Rx() from i on (Echo), made on first use
-	data []byte     // staged packets, back to back
-	offs []int32    // packet i is data[offs[i]:offs[i+1]]
+	tx    *Buffers       // descriptor scratch for Flush, a whole ring
+	ztx   *Buffers       // zero-copy tx batch (Alloc, Send), made on first use
+	rxAt  []*Buffers     // rxAt[i] is Rx() from i on (Echo), made on first use
+	fwd   *Buffers       // Forward's rx batch (its pending packets), made on first use
+	fwdTo *queueCounters // the counters of Forward's last target queue
+	data  []byte         // staged packets, back to back
+	offs  []int32        // packet i is data[offs[i]:offs[i+1]]
 }
 
 var (
@@ -51,7 +53,10 @@ func (q *Queue) Link() Link { return q.sess.link }
 // than the buffer size arrives as a chain (Rx().HasNext). It returns
 // ctx's error when ctx ends, and the link's ended context's error when the
 // link goes down.
-func (q *Queue) Receive(ctx context.Context) (n int, err error) {
+func (q *Queue) Receive(ctx context.Context) (n int, err error) { return q.receive(ctx, true) }
+
+// receive is Receive; count false leaves the rx counters to the caller.
+func (q *Queue) receive(ctx context.Context, count bool) (n int, err error) {
 	if q.rx == nil { // the peer gave fewer rx queues: nothing ever arrives here
 		select {
 		case <-ctx.Done():
@@ -59,6 +64,9 @@ func (q *Queue) Receive(ctx context.Context) (n int, err error) {
 		case <-q.sess.ctx.Done():
 			return 0, q.sess.ctx.Err()
 		}
+	}
+	if q.fwd != nil && q.fwd.Pending() > 0 {
+		q.fwdDrop(q.fwdDown()) // Forward's oldest buffers go first
 	}
 	foreign := ctx.Done() != q.sess.ctx.Done()
 	// WaitAdaptive waits in C in short slices with a yield between: a
@@ -89,7 +97,9 @@ func (q *Queue) Receive(ctx context.Context) (n int, err error) {
 		}
 		q.held = n
 		if n > 0 {
-			q.countRx(n)
+			if count {
+				q.countRx(n)
+			}
 			return n, nil
 		}
 		if err := ctx.Err(); err != nil {
@@ -272,6 +282,7 @@ func (q *Queue) resetStage() {
 // to the ring, staged packets are dropped.
 func (q *Queue) release() {
 	q.Release() // fails harmlessly once the link is down
+	q.fwdDrop(q.fwdDown())
 	if n := q.Staged(); n > 0 {
 		q.st.dropLinkDown.Add(uint64(n))
 		q.resetStage()
@@ -293,6 +304,9 @@ func (q *Queue) free() {
 	}
 	if q.ztx != nil {
 		q.ztx.Free()
+	}
+	if q.fwd != nil {
+		q.fwd.Free()
 	}
 }
 

@@ -27,7 +27,7 @@ typedef struct
 {
   const char *socket;
   int master, echo, threads, size, burst, queues, pingpong, json;
-  int workload_copy, bufsize, log2ring;
+  int workload_copy, workload_fwd, bufsize, log2ring;
   double duration;
   int cpus[64], ncpus;
 } config_t;
@@ -124,11 +124,12 @@ control_thread (void *arg)
 }
 
 static int
-create_conn (memif_conn_handle_t *c, int master)
+create_conn_id (memif_conn_handle_t *c, int master, uint32_t id)
 {
   memif_conn_args_t a;
   memset (&a, 0, sizeof (a));
   a.socket = sock;
+  a.interface_id = id;
   a.is_master = master;
   a.num_s2m_rings = cfg.queues;
   a.num_m2s_rings = cfg.queues;
@@ -136,6 +137,12 @@ create_conn (memif_conn_handle_t *c, int master)
   a.log2_ring_size = cfg.log2ring;
   strncpy ((char *) a.interface_name, "bench", sizeof (a.interface_name) - 1);
   return memif_create (c, &a, on_connect, on_disconnect, NULL, NULL);
+}
+
+static int
+create_conn (memif_conn_handle_t *c, int master)
+{
+  return create_conn_id (c, master, 0);
 }
 
 // ---- throughput: tx, rx, echo per queue ----------------------------------
@@ -468,14 +475,102 @@ out:
   free (rx);
 }
 
+// ---- forward: pair 1's slave rx -> pair 2's master tx ---------------------
+// What Conn.Forward does, with libmemif's public API: receive, allocate on
+// the other connection (runs of equal length per allocation, chains cut to
+// its buffers), copy, send, refill what went out. Packets the tx ring
+// cannot take stay received for the next step (backpressure, no loss).
+typedef struct
+{
+  memif_conn_handle_t a, b;
+  memif_buffer_t *rx, *tx;
+  uint32_t pend, ntx;
+} fwd_t;
+
+static int
+fwd_step (fwd_t *f)
+{
+  uint16_t n = 0, got, sent = 0;
+  uint32_t i = 0, nb = 0, pkts = 0, e, len, run, p, k;
+  int err = memif_rx_burst (f->a, 0, f->rx + f->pend, cfg.burst - f->pend, &n);
+  if (err != MEMIF_ERR_SUCCESS && err != MEMIF_ERR_NOBUF)
+    {
+      fail ("memif_rx_burst", err);
+      return 0;
+    }
+  f->pend += n;
+  while (i < f->pend)
+    {
+      for (e = i, len = 0; e < f->pend && (f->rx[e].flags & MEMIF_BUFFER_FLAG_NEXT); e++)
+	len += f->rx[e].len;
+      if (e == f->pend)
+	break; // the rest of a chain has not arrived
+      len += f->rx[e++].len;
+      for (p = e, run = 1;; run++)
+	{
+	  uint32_t l2 = 0, q2 = p;
+	  while (q2 < f->pend && (f->rx[q2].flags & MEMIF_BUFFER_FLAG_NEXT))
+	    l2 += f->rx[q2++].len;
+	  if (q2 >= f->pend || l2 + f->rx[q2].len != len)
+	    break;
+	  p = q2 + 1;
+	}
+      got = 0;
+      err = memif_buffer_alloc (f->b, 0, f->tx + nb, run, &got, len);
+      if (err != MEMIF_ERR_SUCCESS && err != MEMIF_ERR_NOBUF_RING)
+	{
+	  fail ("memif_buffer_alloc", err);
+	  return 0;
+	}
+      for (k = nb, nb += got; k < nb; k++) // copy packet by packet
+	{
+	  uint32_t so = 0, dof = 0;
+	  for (;;)
+	    {
+	      uint32_t c = f->rx[i].len - so, room = f->tx[k].len - dof;
+	      if (c > room)
+		c = room;
+	      memcpy ((uint8_t *) f->tx[k].data + dof, (uint8_t *) f->rx[i].data + so, c);
+	      so += c;
+	      dof += c;
+	      if (so == f->rx[i].len)
+		{
+		  if (!(f->rx[i++].flags & MEMIF_BUFFER_FLAG_NEXT))
+		    break;
+		  so = 0;
+		}
+	      if (dof == f->tx[k].len)
+		{
+		  k++;
+		  dof = 0;
+		}
+	    }
+	  pkts++;
+	}
+      if (err == MEMIF_ERR_NOBUF_RING)
+	break;
+    }
+  if (nb && (err = memif_tx_burst (f->b, 0, f->tx, nb, &sent)) != MEMIF_ERR_SUCCESS)
+    {
+      fail ("memif_tx_burst", err);
+      return 0;
+    }
+  if (i && (err = memif_refill_queue (f->a, 0, i, 0)) != MEMIF_ERR_SUCCESS)
+    fail ("memif_refill_queue", err);
+  memmove (f->rx, f->rx + i, (f->pend - i) * sizeof (*f->rx));
+  f->pend -= i;
+  return pkts;
+}
+
 // ---- threads ---------------------------------------------------------------
 
 typedef struct
 {
-  int kind; // 0 tx, 1 rx, 2 both (one thread), 3 echo, 4 pinger
+  int kind; // 0 tx, 1 rx, 2 both (one thread), 3 echo, 4 pinger, 5 forward
   txq_t *tx;
   rxq_t *rx;
   echo_t *echo;
+  fwd_t *fwd;
   int nq;
   memif_conn_handle_t conn;
   int cpu;
@@ -550,6 +645,14 @@ work (job_t *j)
     case 4:
       pinger (j->conn);
       break;
+    case 5: // tx on pair 1, forward to pair 2, rx on pair 2: one thread
+      while (!atomic_load (&stop_flag))
+	{
+	  atomic_fetch_add (&c_tx.n, tx_step (j->tx));
+	  fwd_step (j->fwd);
+	  atomic_fetch_add (&c_rx.n, rx_step (j->rx));
+	}
+      break;
     }
 }
 
@@ -597,7 +700,7 @@ usage (void)
 {
   fprintf (stderr,
 	   "usage: memif_bench_c [-socket PATH [-master] [-echo]] [-threads 1|2] [-size N] [-burst N]\n"
-	   "       [-queues N] [-duration 5s] [-workload zerocopy|copy] [-pingpong] [-json]\n"
+	   "       [-queues N] [-duration 5s] [-workload zerocopy|copy|forward] [-pingpong] [-json]\n"
 	   "       [-bufsize N] [-ring LOG2] [-cpus 0,1]\n");
   exit (2);
 }
@@ -665,6 +768,8 @@ parse_flags (int argc, char **argv)
 	{
 	  if (!strcmp (v, "copy"))
 	    cfg.workload_copy = 1;
+	  else if (!strcmp (v, "forward"))
+	    cfg.workload_fwd = 1;
 	  else if (strcmp (v, "zerocopy"))
 	    usage ();
 	}
@@ -685,7 +790,8 @@ parse_flags (int argc, char **argv)
   if (cfg.size < 64 || cfg.size > 9000 || cfg.burst < 1 || cfg.burst > 256
       || cfg.queues < 1 || cfg.queues > MAXQ || (cfg.threads != 1 && cfg.threads != 2)
       || cfg.duration <= 0 || cfg.bufsize < 128 || cfg.bufsize > 65535
-      || cfg.log2ring < 4 || cfg.log2ring > 14 || (cfg.echo && !cfg.socket))
+      || cfg.log2ring < 4 || cfg.log2ring > 14 || (cfg.echo && !cfg.socket)
+      || (cfg.workload_fwd && (cfg.socket || cfg.pingpong || cfg.threads != 1 || cfg.queues != 1)))
     usage ();
   if (cfg.pingpong && !cfg.socket)
     cfg.threads = 2;
@@ -718,9 +824,20 @@ main (int argc, char **argv)
       fail ("memif_create_socket", err);
       return 1;
     }
-  memif_conn_handle_t txc = NULL, rxc = NULL;
+  memif_conn_handle_t txc = NULL, rxc = NULL, fwa = NULL, fwb = NULL;
   int nconn = 1;
-  if (!cfg.socket)
+  if (cfg.workload_fwd)
+    {
+      // Pair 1 (id 0): txc sends to fwa; pair 2 (id 1): fwb sends to rxc.
+      if ((err = create_conn_id (&txc, 1, 0)) || (err = create_conn_id (&fwa, 0, 0))
+	  || (err = create_conn_id (&fwb, 1, 1)) || (err = create_conn_id (&rxc, 0, 1)))
+	{
+	  fail ("memif_create", err);
+	  return 1;
+	}
+      nconn = 4;
+    }
+  else if (!cfg.socket)
     {
       if ((err = create_conn (&txc, 1)) || (err = create_conn (&rxc, 0)))
 	{
@@ -761,8 +878,21 @@ main (int argc, char **argv)
   txq_t txs[MAXQ];
   rxq_t rxs[MAXQ];
   echo_t echos[MAXQ];
+  fwd_t fwd;
   memset (rxs, 0, sizeof (rxs));
-  if (cfg.pingpong)
+  if (cfg.workload_fwd)
+    {
+      init_tx (&txs[0], txc, 0);
+      init_rx (&rxs[0], rxc, 0);
+      memset (&fwd, 0, sizeof (fwd));
+      fwd.a = fwa;
+      fwd.b = fwb;
+      fwd.rx = calloc (cfg.burst, sizeof (memif_buffer_t));
+      // A whole ring: every packet fits, chained to the slave's buffers.
+      fwd.tx = calloc (1u << cfg.log2ring, sizeof (memif_buffer_t));
+      jobs[nj++] = (job_t){ .kind = 5, .tx = txs, .rx = rxs, .fwd = &fwd };
+    }
+  else if (cfg.pingpong)
     {
       hist.b = calloc (HIST_LEN, sizeof (uint32_t));
       hist.min = INT64_MAX;
@@ -838,6 +968,10 @@ main (int argc, char **argv)
   pthread_join (ctl, NULL);
   for (int q = 0; q < cfg.queues; q++)
     lost_total += rxs[q].lost;
+  if (fwa)
+    memif_delete (&fwa);
+  if (fwb)
+    memif_delete (&fwb);
   if (rxc && rxc != txc)
     memif_delete (&rxc);
   memif_delete (&txc);
@@ -846,6 +980,7 @@ main (int argc, char **argv)
     return 1;
 
   double secs = elapsed / 1e9;
+  const char *workload = cfg.workload_fwd ? "forward" : cfg.workload_copy ? "copy" : "zerocopy";
   uint64_t rx = atomic_load (&c_rx.n), tx = atomic_load (&c_tx.n);
   double mpps = rx / secs / 1e6, gbps = rx * (double) cfg.size * 8 / secs / 1e9;
   double cpus = atomic_load (&cpu_ns) / 1e9, per_cpu = cpus > 0 ? rx / (cpus / nj) / 1e6 : 0;
@@ -855,7 +990,7 @@ main (int argc, char **argv)
 	      "\"burst\":%d,\"queues\":%d,\"pingpong\":%s,\"duration_s\":%.9f,\"tx_packets\":%" PRIu64
 	      ",\"packets\":%" PRIu64 ",\"mpps\":%.6f,\"gbps\":%.6f,\"cpu_s\":%.6f,"
 	      "\"mpps_per_cpu\":%.6f,\"lost\":%" PRIu64,
-	      mode, cfg.workload_copy ? "copy" : "zerocopy", cfg.threads, cfg.size, cfg.burst,
+	      mode, workload, cfg.threads, cfg.size, cfg.burst,
 	      cfg.queues, cfg.pingpong ? "true" : "false", secs, tx, rx, mpps, gbps, cpus, per_cpu,
 	      (uint64_t) lost_total);
       if (cfg.pingpong && hist.n)
@@ -873,7 +1008,7 @@ main (int argc, char **argv)
   else
     printf ("%s %s %dB burst %d, %d thread(s), %d queue(s): %" PRIu64 " packets in %.2fs: %.2f Mpps, "
 	    "%.2f Gbit/s, lost %" PRIu64 "\n",
-	    mode, cfg.workload_copy ? "copy" : "zerocopy", cfg.size, cfg.burst, cfg.threads,
+	    mode, workload, cfg.size, cfg.burst, cfg.threads,
 	    cfg.queues, rx, secs, mpps, gbps, (uint64_t) lost_total);
   return 0;
 }

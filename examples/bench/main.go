@@ -4,6 +4,7 @@
 //
 //	bench -size 64 -burst 64 -threads 1            loopback in this process
 //	bench -threads 2 -workload copy -size 1500     tx and rx on their own threads
+//	bench -workload forward -size 1500             tx -> Conn.Forward (pair 1 to pair 2) -> rx
 //	bench -pingpong                                round-trip latency, one packet in flight
 //	bench -socket /run/vpp/memif.sock              traffic through a peer (slave)
 //	bench -socket /tmp/b.sock -master -echo        reflect a peer's traffic
@@ -94,7 +95,7 @@ func main() {
 	flag.IntVar(&cfg.burst, "burst", 64, "packets per burst (1..256)")
 	flag.IntVar(&cfg.queues, "queues", 1, "queue pairs (1..16)")
 	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "how long to measure")
-	flag.StringVar(&cfg.workload, "workload", "zerocopy", "zerocopy: write and read a header in place; copy: copy whole frames in and out of Go memory")
+	flag.StringVar(&cfg.workload, "workload", "zerocopy", "zerocopy: write and read a header in place; copy: copy whole frames in and out of Go memory; forward: zerocopy tx on pair 1, Conn.Forward to pair 2, zerocopy rx (loopback, one thread)")
 	flag.BoolVar(&cfg.pingpong, "pingpong", false, "round-trip latency with one packet in flight (needs -threads 2 in loopback)")
 	flag.BoolVar(&cfg.jsonOut, "json", false, "print one JSON object instead of text")
 	flag.StringVar(&cfg.cpuprofile, "cpuprofile", "", "write a CPU profile of the measured run to this file")
@@ -149,8 +150,10 @@ func (cfg *config) validate() error {
 		return fmt.Errorf("-queues %d is outside 1..16", cfg.queues)
 	case cfg.threads != 1 && cfg.threads != 2:
 		return fmt.Errorf("-threads %d: 1 or 2", cfg.threads)
-	case cfg.workload != "zerocopy" && cfg.workload != "copy":
-		return fmt.Errorf("-workload %q: zerocopy or copy", cfg.workload)
+	case cfg.workload != "zerocopy" && cfg.workload != "copy" && cfg.workload != "forward":
+		return fmt.Errorf("-workload %q: zerocopy, copy or forward", cfg.workload)
+	case cfg.workload == "forward" && (cfg.socket != "" || cfg.pingpong || cfg.threads != 1 || cfg.queues != 1):
+		return errors.New("-workload forward runs in loopback, one thread, one queue")
 	case cfg.duration <= 0:
 		return errors.New("-duration must be positive")
 	case cfg.bufSize < 128 || cfg.bufSize > 65535:
@@ -216,6 +219,7 @@ func run(cfg config) (*Result, error) {
 	mk := func(master bool) (*memif.Conn, error) {
 		a := args
 		a.IsMaster = master
+		a.InterfaceID = uint32(len(conns) / 2) // forward's second pair: its own id
 		c, err := memif.Create(&a)
 		if err == nil {
 			conns = append(conns, c)
@@ -223,12 +227,24 @@ func run(cfg config) (*Result, error) {
 		return c, err
 	}
 	var txc, rxc *memif.Conn // loopback: master sends, slave receives
+	var fw *fwd              // forward: between the two pairs
 	if cfg.socket == "" {
 		if txc, err = mk(true); err != nil {
 			return nil, err
 		}
 		if rxc, err = mk(false); err != nil {
 			return nil, err
+		}
+		if cfg.workload == "forward" { // pair 1's slave forwards to pair 2's master
+			fwa := rxc
+			fwb, err := mk(true)
+			if err != nil {
+				return nil, err
+			}
+			if rxc, err = mk(false); err != nil {
+				return nil, err
+			}
+			fw = newFwd(fwa, fwb, cfg)
 		}
 	} else {
 		if txc, err = mk(cfg.master); err != nil {
@@ -317,6 +333,10 @@ func run(cfg config) (*Result, error) {
 			e := newEcho(rxc, 0, cfg)
 			spawn(func() error { return loop(&stop, e.step, nil) })
 		}
+	case fw != nil:
+		t, r := newTxq(txc, 0, cfg), newRxq(rxc, 0, cfg)
+		rxs = []*rxq{r}
+		spawn(func() error { return fw.run(&stop, t, r, &st) })
 	default:
 		txs := make([]*txq, cfg.queues)
 		rxs = make([]*rxq, cfg.queues)
@@ -760,4 +780,40 @@ func (h *histogram) summary() *Latency {
 	}
 	return &Latency{Samples: h.n, Min: h.min, Mean: h.sum / float64(h.n), P50: h.quantile(0.5),
 		P99: h.quantile(0.99), P999: h.quantile(0.999), Max: h.max}
+}
+
+// fwd moves pair 1's received packets to pair 2 with Conn.Forward: the
+// rx batch is a burst, the tx batch B's whole ring (every packet fits).
+type fwd struct {
+	a, b   *memif.Conn
+	rx, tx *memif.Buffers
+}
+
+func newFwd(a, b *memif.Conn, cfg config) *fwd {
+	f := &fwd{a: a, b: b}
+	f.rx, _ = memif.NewBuffers(cfg.burst)
+	f.tx, _ = memif.NewBuffers(1 << cfg.log2Ring)
+	return f
+}
+
+// run is the forward workload's one thread: send on pair 1, forward,
+// receive (and check sequence numbers) on pair 2.
+func (f *fwd) run(stop *atomic.Bool, t *txq, r *rxq, st *stats) error {
+	for !stop.Load() {
+		n, err := t.step()
+		if err != nil {
+			return err
+		}
+		st.tx.n.Add(uint64(n))
+		if _, dropped, _, err := f.a.Forward(0, f.b, 0, f.rx, f.tx); err != nil {
+			return err
+		} else if dropped != 0 {
+			return fmt.Errorf("forward dropped %d buffers", dropped)
+		}
+		if n, err = r.step(); err != nil {
+			return err
+		}
+		st.rx.n.Add(uint64(n))
+	}
+	return nil
 }

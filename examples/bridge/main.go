@@ -5,11 +5,13 @@
 //
 //	bridge -a-socket /run/vpp/memif.sock -b-socket @app -b-role master -stats 1s
 //
-// Frames are copied. memif_buffer_enq_tx (BufferEnqTx) only moves rx
-// buffers of a connection onto a tx ring of the same connection: A and B
-// have separate shared-memory regions, so zero-copy between them is not
-// possible whatever the roles. Each burst's frames go out in one
-// Endpoint.Send; chains are gathered whole and sent as chains.
+// Frames are copied once, ring to ring, by Queue.Forward (Conn.Forward:
+// receive, allocate, copy, send and refill in one cgo crossing per burst).
+// memif_buffer_enq_tx (BufferEnqTx) only moves rx buffers of a connection
+// onto a tx ring of the same connection: A and B have separate
+// shared-memory regions, so zero-copy between them is not possible
+// whatever the roles. Chains are reassembled and cut again to the other
+// side's buffer size.
 //
 // A full tx ring holds the rx side back (backpressure) for up to -tx-wait,
 // then the frames are dropped; frames for a side whose link is down are
@@ -69,7 +71,8 @@ func main() {
 
 // counters are one direction's totals, in frames. Drops: ring-full (the
 // peer did not free tx buffers within -tx-wait), down (a link was down),
-// oversize (a chain beyond the 65535 bytes one packet can hold).
+// oversize (buffers of frames Forward could not carry: beyond the 65535
+// bytes one packet can hold, or refused by the descriptor guard).
 type counters struct {
 	forwarded, ringFull, down, oversize atomic.Uint64
 }
@@ -155,59 +158,25 @@ func (s *side) open(cfg config) error {
 	return nil
 }
 
-// forward is the handler of each of the side's queues: it copies every
-// frame received into Go memory and sends the burst's frames out of the
-// other side's tx queue of the same number (modulo its queue count). A
-// full tx ring holds this queue back up to txWait, then those frames are
-// dropped; frames for a side that is down are dropped at once.
+// forward is the handler of each of the side's queues: Queue.Forward moves
+// every frame received to the other side's tx queue of the same number
+// (modulo its queue count), one cgo crossing per burst, each frame copied
+// once from ring to ring. A full tx ring holds this queue back up to
+// txWait, then those frames are dropped; frames for a side that is down
+// are dropped at once.
 func (s *side) forward(ctx context.Context, q *memif.Queue, txWait time.Duration) error {
-	var data []byte
-	offs := []int32{0}
-	partial := false // the last frame in data continues in the next burst
 	for {
-		n, err := q.Receive(ctx)
+		txq := q.ID()
+		if l, up := s.to.ep.Link(); up {
+			txq %= l.TxQueues
+		}
+		sent, drops, err := q.Forward(ctx, s.to.ep, txq, txWait)
+		s.ctr.forwarded.Add(uint64(sent))
+		s.ctr.ringFull.Add(drops.RingFull)
+		s.ctr.down.Add(drops.LinkDown)
+		s.ctr.oversize.Add(drops.Oversize)
 		if err != nil {
 			return err // the link went down (not counted as a failure) or worse
 		}
-		rx := q.Rx()
-		for i := 0; i < n; {
-			var next int
-			data, next = rx.AppendPacket(data, i, n)
-			if partial = rx.HasNext(next - 1); partial {
-				break // a chain the burst cut: completed by the next one
-			}
-			i = next
-			if size := len(data) - int(offs[len(offs)-1]); size > 0xffff {
-				s.ctr.oversize.Add(1)
-				data = data[:offs[len(offs)-1]]
-				continue
-			}
-			offs = append(offs, int32(len(data)))
-		}
-		if frames := len(offs) - 1; frames > 0 {
-			s.send(ctx, q.ID(), data, offs, txWait)
-			keep := data[offs[frames]:] // the start of a cut chain
-			data = append(data[:0], keep...)
-			offs = offs[:1]
-		}
-	}
-}
-
-// send hands one burst's frames to the other side and counts their fate.
-func (s *side) send(ctx context.Context, qid int, data []byte, offs []int32, txWait time.Duration) {
-	frames := uint64(len(offs) - 1)
-	l, up := s.to.ep.Link()
-	if !up {
-		s.ctr.down.Add(frames)
-		return
-	}
-	sent, err := s.to.ep.Send(ctx, qid%l.TxQueues, data, offs, txWait)
-	s.ctr.forwarded.Add(uint64(sent))
-	switch lost := frames - uint64(sent); {
-	case lost == 0:
-	case errors.Is(err, memif.ErrNoBufRing):
-		s.ctr.ringFull.Add(lost)
-	default:
-		s.ctr.down.Add(lost)
 	}
 }

@@ -95,6 +95,8 @@ func main() {
 		{"64B zerocopy, burst 64, 2 threads", pinned("-size", "64", "-burst", "64", "-threads", "2"), "mpps", 0.95},
 		{"64B zerocopy, burst 256, 2 threads", pinned("-size", "64", "-burst", "256", "-threads", "2"), "mpps", 0.99},
 		{"1500B copy, burst 64, 1 thread", []string{"-size", "1500", "-burst", "64", "-threads", "1", "-workload", "copy"}, "mpps", 0.98},
+		{"64B forward, burst 64, 1 thread", []string{"-size", "64", "-burst", "64", "-threads", "1", "-workload", "forward"}, "mpps", 0.9},
+		{"1500B forward, burst 64, 1 thread", []string{"-size", "1500", "-burst", "64", "-threads", "1", "-workload", "forward"}, "mpps", 0.9},
 		{"64B pingpong p50 latency (ns)", pinned("-size", "64", "-pingpong"), "p50", 1.1},
 	}
 	res := results{Machine: machine(*goBin), Command: "./build.sh bench", Pairs: *pairs, Duration: dur.String(),

@@ -1,0 +1,170 @@
+//go:build linux && cgo
+
+package memif
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"sync/atomic"
+	"time"
+)
+
+// Forward moves what arrives on this queue to tx queue txq of to's link
+// (another Endpoint, or this one for a hairpin) with Conn.Forward: one cgo
+// crossing per burst, each packet copied once, no allocation. It waits for
+// packets as Receive does and returns once some were sent or dropped (or
+// ctx or the link ends, as Receive).
+//
+// While to's tx ring is full the packets wait in this queue (and, once
+// its batch is full, in the ring: the peer is held back) for up to wait
+// (negative: no limit), then they are dropped (drops.RingFull); packets
+// arriving while to's link is down are dropped at once (drops.LinkDown).
+// drops.Oversize counts this queue's buffers Forward dropped: descriptors
+// the guard refused, packets beyond 65535 bytes, chains longer than the
+// batch. Counters: this queue's RxPackets and to's queue txq's TxPackets
+// and Drops (bytes are not counted on this path). Do not mix Forward and
+// Receive on one queue within a burst: each gives the other's buffers
+// back first.
+func (q *Queue) Forward(ctx context.Context, to *Endpoint, txq int, wait time.Duration) (sent int, drops Drops, err error) {
+	if to == nil || txq < 0 || txq > 0xffff {
+		return 0, drops, argErr("Queue.Forward", "target", "nil Endpoint or tx queue %d outside 0..65535", txq)
+	}
+	if q.rx == nil {
+		_, err = q.Receive(ctx) // nothing arrives here: wait for the end
+		return 0, drops, err
+	}
+	if err := q.Release(); err != nil {
+		return 0, drops, err
+	}
+	if q.fwd == nil {
+		if q.fwd, err = NewBuffers(q.rx.Cap()); err != nil {
+			return 0, drops, err
+		}
+	}
+	tst := to.counters(txq)
+	q.fwdTo = tst
+	foreign := ctx.Done() != q.sess.ctx.Done()
+	full, spins, spun := false, 0, time.Time{}
+	var deadline time.Time
+	for {
+		l, up := to.Link()
+		if !up || txq >= l.TxQueues {
+			if k := q.fwdDrop(&tst.dropLinkDown); k > 0 || sent > 0 {
+				drops.LinkDown += k
+				return sent, drops, nil
+			}
+			if err := q.receiveDown(ctx); err != nil {
+				return sent, drops, err
+			}
+			continue // forwarded if to came up meanwhile, else dropped
+		}
+		s := to.sender(txq)
+		s.mu.Lock()
+		if s.bufs == nil || s.bufs.Cap() < l.TxRingSize {
+			if s.bufs != nil {
+				s.bufs.Free()
+			}
+			if s.bufs, err = NewBuffers(max(l.TxRingSize, 1)); err != nil {
+				s.mu.Unlock()
+				return 0, drops, err
+			}
+		}
+		n, d, more, ferr := q.c.Forward(uint16(q.id), to.conn, uint16(txq), q.fwd, s.bufs)
+		s.mu.Unlock()
+		if n+d > 0 {
+			q.st.rxPackets.Add(uint64(n))
+			tst.txPackets.Add(uint64(n))
+			drops.Oversize += uint64(d)
+		}
+		sent += n
+		if errors.Is(ferr, ErrIntWrite) {
+			ferr = nil // sent; only the peer's wake-up failed (it polls again)
+		}
+		if ferr != nil {
+			var fe *ForwardError
+			if errors.As(ferr, &fe) && fe.Tx && errors.Is(ferr, ErrDisconnected) {
+				drops.LinkDown += q.fwdDrop(&tst.dropLinkDown) // to went down
+				continue
+			}
+			if e := q.sess.ctx.Err(); e != nil {
+				return sent, drops, e
+			}
+			return sent, drops, ferr
+		}
+		if n > 0 || d > 0 {
+			return sent, drops, nil
+		}
+		if q.fwd.Pending() > 0 { // to's ring is full
+			if !full {
+				full = true
+				tst.ringFull.Add(1)
+				deadline = time.Now().Add(wait)
+			} else if wait >= 0 && !time.Now().Before(deadline) {
+				drops.RingFull += q.fwdDrop(&tst.dropRingFull)
+				return sent, drops, nil
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return sent, drops, err
+		}
+		if err := q.sess.ctx.Err(); err != nil {
+			return sent, drops, err
+		}
+		// Forward has no waiting variant: adaptive polls it, yielding, for
+		// SpinTime before parking (the recheck bounds a wake-up that
+		// memif_rx_burst's eventfd read may swallow).
+		if spins == 0 {
+			spun = time.Now()
+		}
+		if more || full || q.mode == WaitPoll || (q.mode == WaitAdaptive && time.Since(spun) < q.spin) {
+			spins++
+			runtime.Gosched()
+			continue
+		}
+		spins = 0
+		q.st.parks.Add(1)
+		if foreign {
+			q.w.parkCtx(ctx, q.recheck)
+		} else {
+			q.w.park(q.recheck)
+		}
+	}
+}
+
+// fwdDrop gives up the packets Forward left pending, counted in ctr (if
+// not nil), and returns how many.
+func (q *Queue) fwdDrop(ctr *atomic.Uint64) uint64 {
+	if q.fwd == nil || q.fwd.Pending() == 0 {
+		return 0
+	}
+	k, _ := q.c.ForwardDrop(uint16(q.id), q.fwd) // fails only with this link down: then they are gone anyway
+	if ctr != nil {
+		ctr.Add(uint64(k))
+	}
+	return uint64(k)
+}
+
+// fwdDown is the LinkDown counter of Forward's last target, if any.
+func (q *Queue) fwdDown() *atomic.Uint64 {
+	if q.fwdTo == nil {
+		return nil
+	}
+	return &q.fwdTo.dropLinkDown
+}
+
+// receiveDown waits for the next burst while the target is down and hands
+// it to Forward's batch as pending (Receive's buffers are the oldest
+// unrefilled, as Forward's pending ones must be): forwarded if the target
+// came up meanwhile, else dropped and counted (ForwardDrop also has the
+// guard drop the rest of a chain the burst cut).
+func (q *Queue) receiveDown(ctx context.Context) error {
+	n, err := q.receive(ctx, false) // Forward counts what it forwards
+	if err != nil {
+		return err
+	}
+	copy(q.fwd.b[:n], q.rx.b[:n])
+	q.fwd.meta.session, q.fwd.meta.pend = q.rx.meta.session, n
+	q.held = 0
+	return nil
+}

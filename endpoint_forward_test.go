@@ -1,0 +1,106 @@
+//go:build linux && cgo
+
+package memif
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// forwardTo is a handler forwarding every queue to the same queue of *to.
+func forwardTo(to *atomic.Pointer[Endpoint], wait time.Duration) Handler {
+	return func(ctx context.Context, q *Queue) error {
+		for {
+			if _, _, err := q.Forward(ctx, to.Load(), q.ID(), wait); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// A hairpin Endpoint (Queue.Forward back out of its own link) returns
+// every packet of its peer intact and in order, in every
+// wait mode.
+func TestEndpointForwardHairpin(t *testing.T) {
+	for _, mode := range []WaitMode{WaitInterrupt, WaitAdaptive, WaitPoll} {
+		t.Run(mode.String(), func(t *testing.T) {
+			path := testSocketPath(t)
+			var self atomic.Pointer[Endpoint]
+			master := newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: path}, Mode: mode,
+				Conn: ConnArgs{IsMaster: true}}, forwardTo(&self, -1))
+			self.Store(master)
+			const count = 3000
+			results := make(chan error, 2)
+			newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: path}, Mode: mode,
+				Conn: ConnArgs{NumS2MRings: 2, NumM2SRings: 2, Log2RingSize: 8}},
+				func(ctx context.Context, q *Queue) error {
+					results <- pingStream(ctx, q, count, 64+q.ID()*1436, 32) // 64 and 1500 B (pingStream reads no chains)
+					return nil
+				})
+			for range 2 {
+				select {
+				case err := <-results:
+					require.NoError(t, err)
+				case <-time.After(30 * time.Second):
+					t.Fatal("streams did not finish within 30s")
+				}
+			}
+			waitFor(t, 5*time.Second, "master counters", func() bool {
+				st := master.Stats()
+				return len(st) == 2 && st[0].TxPackets == count && st[1].TxPackets == count
+			})
+			for qid, s := range master.Stats() {
+				assert.Equal(t, uint64(count), s.RxPackets, "queue %d", qid)
+				assert.Zero(t, s.Drops, "queue %d", qid)
+				assert.Zero(t, s.Descriptors.RxDropped, "queue %d", qid)
+			}
+		})
+	}
+}
+
+// A target whose peer never receives: its ring fills, the packets wait
+// for the wait, then are dropped and counted (RingFull); none vanish.
+func TestEndpointForwardRingFull(t *testing.T) {
+	const count = 2000
+	pathA, pathB := testSocketPath(t), testSocketPath(t)
+	var b atomic.Pointer[Endpoint]
+	a := newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathA}, Conn: ConnArgs{IsMaster: true}},
+		forwardTo(&b, 5*time.Millisecond))
+	b.Store(newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathB}, Conn: ConnArgs{IsMaster: true}},
+		func(ctx context.Context, q *Queue) error { <-ctx.Done(); return nil }))
+	// B's peer never receives.
+	newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathB}, Conn: ConnArgs{Log2RingSize: 8}},
+		func(ctx context.Context, q *Queue) error { <-ctx.Done(); return nil })
+	waitUp(t, b.Load(), 5*time.Second)
+	sent := make(chan error, 1)
+	newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathA}, Conn: ConnArgs{Log2RingSize: 10}},
+		func(ctx context.Context, q *Queue) error {
+			for i := range count {
+				fillPacket(q.Stage(100), 1, uint64(i))
+			}
+			_, err := q.Flush(ctx)
+			sent <- err
+			<-ctx.Done()
+			return nil
+		})
+	select {
+	case err := <-sent:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("A's peer did not send within 10s")
+	}
+	waitFor(t, 20*time.Second, "every packet forwarded or dropped", func() bool {
+		s := b.Load().Stats()[0]
+		return s.TxPackets+s.Drops.RingFull == count
+	})
+	s := b.Load().Stats()[0]
+	assert.Equal(t, uint64(256), s.TxPackets, "B's ring holds what it can")
+	assert.Positive(t, s.RingFull)
+	assert.Zero(t, s.Drops.LinkDown)
+	assert.Equal(t, uint64(count), a.Stats()[0].RxPackets+s.Drops.RingFull)
+}

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -78,8 +79,9 @@ self_record (void)
   pthread_mutex_lock (&mu);
   for (r = recs; r && r->used; r = r->next)
     ;
-  if (!r && (r = calloc (1, sizeof (*r))))
+  if (!r && (r = aligned_alloc (_Alignof (memifgo_rec_t), sizeof (*r))))
     {
+      memset (r, 0, sizeof (*r));
       r->next = recs;
       __atomic_store_n (&recs, r, __ATOMIC_RELEASE);
     }

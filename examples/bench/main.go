@@ -46,6 +46,7 @@ type config struct {
 	bufSize    int
 	log2Ring   int
 	cpus       []int
+	rxWait     time.Duration // > 0: zero-copy rx waits in C (RefillRxBurstWait) instead of polling
 }
 
 // Result is the one JSON object both twins print.
@@ -101,6 +102,7 @@ func main() {
 	flag.StringVar(&cfg.cpuprofile, "cpuprofile", "", "write a CPU profile of the measured run to this file")
 	flag.IntVar(&cfg.bufSize, "bufsize", 2048, "memif buffer size")
 	flag.IntVar(&cfg.log2Ring, "ring", 11, "log2 of the ring size")
+	flag.DurationVar(&cfg.rxWait, "rxwait", 0, "zerocopy rx waits up to this long inside C for a burst (RefillRxBurstWait, no syscall per empty poll; the C twin cannot); 0: poll with RefillRxBurst like the C twin")
 	cpus := flag.String("cpus", "", "pin worker threads, in start order, to these CPUs (comma list; default: no pinning)")
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: bench [flags]\n\nMeasures memif packet rate (Mpps, Gbit/s) or round-trip latency.\n\n")
@@ -150,6 +152,8 @@ func (cfg *config) validate() error {
 		return fmt.Errorf("-queues %d is outside 1..16", cfg.queues)
 	case cfg.threads != 1 && cfg.threads != 2:
 		return fmt.Errorf("-threads %d: 1 or 2", cfg.threads)
+	case cfg.rxWait < 0 || cfg.rxWait > memif.MaxSpin:
+		return fmt.Errorf("-rxwait %v is outside 0..%v", cfg.rxWait, memif.MaxSpin)
 	case cfg.workload != "zerocopy" && cfg.workload != "copy" && cfg.workload != "forward":
 		return fmt.Errorf("-workload %q: zerocopy, copy or forward", cfg.workload)
 	case cfg.workload == "forward" && (cfg.socket != "" || cfg.pingpong || cfg.threads != 1 || cfg.queues != 1):
@@ -466,6 +470,7 @@ func txBatch(cfg config, packets int) int { return max(packets*segments(cfg), 1<
 // TxBurstAlloc allocated on the previous call; copy writes headers into a
 // flat Go slice of whole frames and CopyTx copies them out.
 type txq struct {
+	_      [128]byte // the tx and rx threads write their own queue state: never one cache line
 	c      *memif.Conn
 	q      uint16
 	cfg    config
@@ -475,6 +480,7 @@ type txq struct {
 	data   []byte
 	offs   []int32
 	chains bool
+	_      [128]byte
 }
 
 func newTxq(c *memif.Conn, q uint16, cfg config) *txq {
@@ -534,6 +540,7 @@ func (t *txq) step() (int, error) {
 
 // rxq receives one queue's frames and checks the sequence in each header.
 type rxq struct {
+	_      [128]byte
 	c      *memif.Conn
 	q      uint16
 	burst  int
@@ -545,11 +552,13 @@ type rxq struct {
 	chains bool // chains may arrive: follow NEXT flags
 	dst    []byte
 	offs   []int32
+	wait   time.Duration
+	_      [128]byte
 }
 
 func newRxq(c *memif.Conn, q uint16, cfg config) *rxq {
 	// A peer may chain whatever its buffer size: follow flags in peer mode.
-	r := &rxq{c: c, q: q, burst: cfg.burst, chains: cfg.size > cfg.bufSize || cfg.socket != ""}
+	r := &rxq{c: c, q: q, burst: cfg.burst, chains: cfg.size > cfg.bufSize || cfg.socket != "", wait: cfg.rxWait}
 	r.bufs, _ = memif.NewBuffers(cfg.burst)
 	if cfg.workload == "copy" {
 		r.dst = make([]byte, cfg.burst*cfg.bufSize+cfg.size)
@@ -571,7 +580,11 @@ func (r *rxq) step() (n int, err error) {
 	if r.dst != nil {
 		return r.stepCopy()
 	}
-	n, _, err = r.c.RefillRxBurst(r.q, r.refill, 0, r.bufs, r.burst)
+	if r.wait > 0 {
+		n, _, err = r.c.RefillRxBurstWait(r.q, r.refill, 0, r.bufs, r.burst, r.wait)
+	} else {
+		n, _, err = r.c.RefillRxBurst(r.q, r.refill, 0, r.bufs, r.burst)
+	}
 	if err != nil {
 		return 0, err
 	}

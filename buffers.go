@@ -65,6 +65,9 @@ type batchMeta struct {
 	// pend is how many received buffers Forward left at the front of the
 	// batch, unrefilled, for its next call (forward.go).
 	pend int
+	// A cache line of its own (the 64-byte size class): bursts write
+	// session, and the tx and rx batches of two threads were neighbours.
+	_ [64 - 16]byte
 }
 
 // NewBuffers allocates a batch of n descriptors (1..MaxBurst). Free releases

@@ -83,6 +83,10 @@ type Conn struct {
 
 	link    atomic.Pointer[link] // non-nil while connected
 	deleted atomic.Bool
+	// To 192 bytes, a size class of whole cache lines: every burst reads h
+	// and args, and a 144-byte Conn shared a line with whatever the
+	// allocator put before it (a cache miss per burst in a 2-thread run).
+	_ [192 - 136]byte
 }
 
 // link is the state of one connection session: the negotiated queues and
@@ -105,6 +109,7 @@ type link struct {
 	// and the queues' owners. Freed when the link is unreachable, not at
 	// disconnect: a burst that loaded the link before still reads it.
 	guard C.uintptr_t
+	_     [128 - 112]byte // whole cache lines (the 128-byte size class), as Conn
 }
 
 // queue is a queue's slow-path lock: claims (own.go), control calls and

@@ -9,6 +9,7 @@ import "C"
 
 import (
 	"fmt"
+	"time"
 	"unsafe"
 )
 
@@ -88,6 +89,11 @@ func (c *Conn) RxBurst(qid uint16, bufs *Buffers, count int) (n int, more bool, 
 // crossing: the fast receive loop. The views of the previous burst die here.
 // RefillRxBurstWait also waits for the burst, inside C.
 func (c *Conn) RefillRxBurst(qid uint16, refill int, headroom uint16, bufs *Buffers, count int) (n int, more bool, err error) {
+	return c.refillRx(qid, refill, headroom, bufs, count, 0, false, false)
+}
+
+// refillRx is RefillRxBurst, or with wait the waiting receive (rxwait.go).
+func (c *Conn) refillRx(qid uint16, refill int, headroom uint16, bufs *Buffers, count int, spin time.Duration, wait, noarm bool) (n int, more bool, err error) {
 	if err := bufs.checkCount(hotOps[opRefillRx], count); err != nil {
 		return 0, false, err
 	}
@@ -102,6 +108,10 @@ func (c *Conn) RefillRxBurst(qid uint16, refill int, headroom uint16, bufs *Buff
 		refill = 0 // those buffers belonged to a session that ended; the new one starts full
 	}
 	r, err := c.burst(opRefillRx, l, q, func(claim C.int) C.uint64_t {
+		if wait {
+			return C.memifgo_refill_rx_wait(l.h, l.guard, C.uint16_t(qid), C.uint16_t(refill), C.uint16_t(headroom),
+				batchArg(bufs), C.uint16_t(count), spinArg(spin), boolArg(noarm), claim)
+		}
 		return C.memifgo_refill_rx_burst(l.h, l.guard, C.uint16_t(qid), C.uint16_t(refill), C.uint16_t(headroom),
 			batchArg(bufs), C.uint16_t(count), claim)
 	})

@@ -15,6 +15,7 @@ import "C"
 import (
 	"errors"
 	"math"
+	"time"
 	"unsafe"
 )
 
@@ -204,6 +205,11 @@ func (c *Conn) CopyTx(qid uint16, bufs *Buffers, data []byte, offs []int32) (n i
 // A packet the peer wrote beyond its buffer size is dropped with
 // ErrOversizedBuffer. CopyRxWait also waits for packets, inside C.
 func (c *Conn) CopyRx(qid uint16, bufs *Buffers, dst []byte, offs []int32) (n int, more bool, err error) {
+	return c.copyRx(qid, bufs, dst, offs, 0, false)
+}
+
+// copyRx is CopyRx, or CopyRxWait when wait is set.
+func (c *Conn) copyRx(qid uint16, bufs *Buffers, dst []byte, offs []int32, spin time.Duration, wait bool) (n int, more bool, err error) {
 	if err := bufs.checkCount(opNameCopyRx, 0); err != nil {
 		return 0, false, err
 	}
@@ -224,9 +230,14 @@ func (c *Conn) CopyRx(qid uint16, bufs *Buffers, dst []byte, offs []int32) (n in
 		return 0, false, argErr(opNameCopyRx, "dst", "%d bytes cannot hold one %d-byte buffer", len(dst), seg)
 	}
 	r, err := c.burst(opRefillRx, l, q, func(claim C.int) C.uint64_t {
+		d, dn := (*C.uint8_t)(unsafe.Pointer(&dst[0])), C.uint32_t(min(len(dst), math.MaxInt32))
+		o, on := (*C.int32_t)(unsafe.Pointer(&offs[0])), C.uint32_t(min(len(offs)-1, MaxBurst))
+		if wait {
+			return C.memifgo_copy_rx_wait(l.h, l.guard, C.uint16_t(qid), batchArg(bufs), C.uint32_t(len(bufs.b)),
+				C.uint16_t(c.args.RxHeadroom), d, dn, o, on, C.uint32_t(seg), spinArg(spin), claim)
+		}
 		return C.memifgo_copy_rx(l.h, l.guard, C.uint16_t(qid), batchArg(bufs), C.uint32_t(len(bufs.b)),
-			C.uint16_t(c.args.RxHeadroom), (*C.uint8_t)(unsafe.Pointer(&dst[0])), C.uint32_t(min(len(dst), math.MaxInt32)),
-			(*C.int32_t)(unsafe.Pointer(&offs[0])), C.uint32_t(min(len(offs)-1, MaxBurst)), C.uint32_t(seg), claim)
+			C.uint16_t(c.args.RxHeadroom), d, dn, o, on, C.uint32_t(seg), claim)
 	})
 	if err != nil {
 		return 0, false, err

@@ -315,6 +315,12 @@ func streamOne(t testing.TB, tx, rx *Conn, stream uint16, count, size int) {
 // recvStream receives count packets on queue qid and verifies each: intact
 // (length, crc), from stream, in sequence with no gap.
 func recvStream(c *Conn, qid, stream uint16, count int, stop <-chan struct{}) error {
+	return recvStreamWait(c, qid, stream, count, 0, stop)
+}
+
+// recvStreamWait is recvStream; spin > 0 receives with RefillRxBurstWait,
+// waiting in C up to spin per call.
+func recvStreamWait(c *Conn, qid, stream uint16, count int, spin time.Duration, stop <-chan struct{}) error {
 	bufs, err := NewBuffers(256)
 	if err != nil {
 		return err
@@ -329,7 +335,12 @@ func recvStream(c *Conn, qid, stream uint16, count int, stop <-chan struct{}) er
 			return fmt.Errorf("stream %d: stopped after %d of %d packets", stream, next, count)
 		default:
 		}
-		n, _, err := c.RefillRxBurst(qid, refill, 0, bufs, bufs.Cap())
+		var n int
+		if spin > 0 {
+			n, _, err = c.RefillRxBurstWait(qid, refill, 0, bufs, bufs.Cap(), spin)
+		} else {
+			n, _, err = c.RefillRxBurst(qid, refill, 0, bufs, bufs.Cap())
+		}
 		if err != nil {
 			return err
 		}

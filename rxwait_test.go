@@ -16,48 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// recvStreamWait is recvStream over RefillRxBurstWait: every packet
-// verified, in order, no gap.
-func recvStreamWait(c *Conn, qid, stream uint16, count int, spin time.Duration, stop <-chan struct{}) error {
-	bufs, err := NewBuffers(256)
-	if err != nil {
-		return err
-	}
-	defer bufs.Free()
-	var next uint64
-	var pkt []byte
-	refill := 0
-	for next < uint64(count) {
-		select {
-		case <-stop:
-			return fmt.Errorf("stream %d: stopped after %d of %d packets", stream, next, count)
-		default:
-		}
-		n, _, err := c.RefillRxBurstWait(qid, refill, 0, bufs, bufs.Cap(), spin)
-		if err != nil {
-			return err
-		}
-		refill = n
-		for i := 0; i < n; i++ {
-			pkt = append(pkt, bufs.Data(i)...)
-			if bufs.HasNext(i) {
-				continue
-			}
-			st, seq, err := checkPacket(pkt)
-			pkt = pkt[:0]
-			if err != nil {
-				return err
-			}
-			if st != stream || seq != next {
-				return fmt.Errorf("queue %d: got stream %d seq %d, want stream %d seq %d", qid, st, seq, stream, next)
-			}
-			next++
-		}
-	}
-	return c.RefillQueue(qid, refill, 0)
-}
-
-// recvCopyWait is the same over CopyRxWait.
+// recvCopyWait is recvStreamWait (harness_test.go) over CopyRxWait.
 func recvCopyWait(c *Conn, stream uint16, count int, spin time.Duration, stop <-chan struct{}) error {
 	bufs, err := NewBuffers(64)
 	if err != nil {

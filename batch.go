@@ -33,16 +33,12 @@ var noSession atomic.Bool
 // Batch returns the accessor of buffers [0, n) (n clipped to the batch).
 // A nil or freed batch gives an empty Batch.
 func (b *Buffers) Batch(n int) Batch {
-	if b == nil || b.p == nil || n <= 0 {
+	if b == nil || b.p == nil || b.meta.freed || n <= 0 {
 		return Batch{gone: &noSession}
 	}
 	n = min(n, len(b.b))
-	r := b
-	for r.parent != nil {
-		r = r.parent
-	}
-	if !r.batched {
-		r.batched = true
+	if r := b.root(); !r.shared {
+		r.shared = true
 	}
 	v := Batch{d: b.b[:n:n], gone: &noSession, keep: b}
 	if s := b.meta.session; s != nil {

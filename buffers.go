@@ -53,7 +53,7 @@ type Buffers struct {
 	meta    *batchMeta
 	cleanup runtime.Cleanup
 	parent  *Buffers // keeps the memory of a Slice alive
-	batched bool     // a Batch was made: Free leaves the memory to the cleanup
+	shared  bool     // a Batch or Slice was made: Free leaves the memory to the cleanup
 	mem     []byte   // the mapping behind p (root batches)
 }
 
@@ -64,10 +64,11 @@ type batchMeta struct {
 	session *link
 	// pend is how many received buffers Forward left at the front of the
 	// batch, unrefilled, for its next call (forward.go).
-	pend int
+	pend  int
+	freed bool // the root batch was freed (Free): its Slices are dead too
 	// A cache line of its own (the 64-byte size class): bursts write
 	// session, and the tx and rx batches of two threads were neighbours.
-	_ [64 - 16]byte
+	_ [64 - 24]byte
 }
 
 // NewBuffers allocates a batch of n descriptors (1..MaxBurst). Free releases
@@ -228,18 +229,29 @@ func (b *Buffers) Slice(from, to int) *Buffers {
 	if b == nil || from < 0 || to > len(b.b) || from >= to {
 		return nil // checkCount rejects a nil batch with a clear error
 	}
+	b.root().shared = true
 	return &Buffers{p: &b.b[from], b: b.b[from:to], caps: b.caps[from:to], meta: b.meta, parent: b}
 }
 
+// root is the batch whose memory b's is (itself unless b is a Slice).
+func (b *Buffers) root() *Buffers {
+	for b.parent != nil {
+		b = b.parent
+	}
+	return b
+}
+
 // Free releases the batch: later calls with it fail with an *ArgError. It
-// must not be in use by a burst. Its descriptor memory is freed now, or once
-// the last Batch made from it is unreachable.
+// must not be in use by a burst. Its Slices fail with it. Its descriptor
+// memory is freed now, or, if a Batch or Slice was made from it, once the
+// last of those is unreachable (they never see it unmapped).
 func (b *Buffers) Free() {
 	if b == nil || b.p == nil || b.parent != nil {
 		return
 	}
 	b.p, b.b, b.caps = nil, nil, nil
-	if !b.batched { // no Batch can point at it
+	b.meta.freed = true // its Slices share meta: bursts with them fail too
+	if !b.shared {      // no Batch or Slice can point at it
 		b.cleanup.Stop()
 		unix.Munmap(b.mem)
 	}
@@ -247,7 +259,7 @@ func (b *Buffers) Free() {
 }
 
 func (b *Buffers) checkCount(op string, count int) error {
-	if b == nil || b.p == nil {
+	if b == nil || b.p == nil || b.meta.freed {
 		return argErr(op, "buffers", "nil or freed batch")
 	}
 	if count < 0 || count > len(b.b) {

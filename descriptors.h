@@ -707,13 +707,17 @@ memifgo_alloc (uintptr_t conn, const memifgo_guard_t *g, memifgo_q_t *q,
     }
   uint32_t good = memifgo_tx_pre (g, q, need ? need : 1, strict || worst),
 	   bad = 0;
-  uint16_t n = 0, i;
+  uint32_t n = 0; // wide: a raced packet may take up to 65535 slots, n must not wrap
+  uint16_t i, n16 = 0;
   int err = MEMIF_ERR_SUCCESS;
   if (MEMIFGO_UNLIKELY (g->toctou_len) && g->master && q->ring)
     for (i = q->cur; i != *memifgo_head (q); i++) // tests: the rewrite lands now
       memifgo_desc (g, q, i)->length = g->toctou_len;
   if (!worst && !q->stop)
-    err = memif_buffer_alloc ((void *) conn, qid, b, count, &n, size);
+    {
+      err = memif_buffer_alloc ((void *) conn, qid, b, count, &n16, size);
+      n = n16;
+    }
   else
     for (i = 0; i < count; i++)
       {

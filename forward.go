@@ -163,7 +163,7 @@ func (c *Conn) Forward(rxq uint16, to *Conn, txq uint16, rx, tx *Buffers) (pkts,
 			lb.h, lb.guard, C.uint16_t(txq), batchArg(tx), C.uint32_t(len(tx.b)), C.uint32_t(seg), claim)
 	})
 	if err != nil {
-		if c.link.Load() == la && !errors.Is(err, ErrInvalArg) { // A is up: B went down
+		if c.link.Load() == la && errors.Is(err, ErrDisconnected) { // A is up: B went down
 			return 0, dropped, m.pend > 0, fwdWrap(true, to.downErr(opTx))
 		}
 		return 0, dropped, m.pend > 0, fwdWrap(false, err)
@@ -208,11 +208,16 @@ func (c *Conn) ForwardDrop(rxq uint16, rx *Buffers) (pkts int, err error) {
 	if err != nil {
 		return 0, fwdWrap(false, err)
 	}
-	if m.session != l {
-		m.pend = 0
-		return 0, nil // gone with the session that ended
-	}
 	n := m.pend
+	if m.session != l { // gone with the session that ended: counted all the same
+		for i := range rx.b[:min(n, len(rx.b))] {
+			if !rx.HasNext(i) {
+				pkts++
+			}
+		}
+		m.pend = 0
+		return pkts, nil
+	}
 	if n > len(rx.b) {
 		return 0, &ForwardError{Err: argErr(opNameFwdRx, "rx", "%d buffers wait in the batch, this one holds %d", n, len(rx.b))}
 	}

@@ -93,6 +93,8 @@ memifgo_forward_in (uintptr_t ca, uintptr_t ga_, uint16_t qa, uint16_t headroom,
   memif_buffer_t *rb = (memif_buffer_t *) rb_, *tb = (memif_buffer_t *) tb_;
   uint64_t dropped0 = qra->dropped;
   uint16_t rxend[MEMIFGO_FWD_MAXPKT];
+  if (seg && gb->master) // B's slave's buffers, as learned (the caller assumed minseg)
+    seg = memifgo_tx_seg (gb, qtb);
   uint32_t i = 0, done = 0, base = 0, nb = 0, npk = 0, sent = 0, k;
   int rerr = MEMIF_ERR_SUCCESS, terr = MEMIF_ERR_SUCCESS, flags = 0;
 

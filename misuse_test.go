@@ -282,6 +282,25 @@ func TestViewsAfterDisconnect(t *testing.T) {
 	assert.Equal(t, 200, rxv.Size(1))
 }
 
+// A Slice of a batch freed after the Slice was made fails its bursts with
+// an *ArgError and still reads mapped memory.
+func TestSliceOfFreedBatch(t *testing.T) {
+	p := connectPair(t, ConnArgs{}, ConnArgs{})
+	b, err := NewBuffers(8)
+	require.NoError(t, err)
+	sl := b.Slice(2, 8)
+	require.NotNil(t, sl)
+	b.Free()
+	_, _, err = p.slave.RxBurst(0, sl, 1)
+	var ae *ArgError
+	require.ErrorAs(t, err, &ae)
+	_, err = p.master.BufferAlloc(0, sl, 1, 64)
+	require.ErrorAs(t, err, &ae)
+	assert.Zero(t, sl.Len(0), "its descriptors are still mapped")
+	v := sl.Batch(1)
+	assert.Zero(t, v.Len())
+}
+
 // Batch never panics: indexes outside it give zero values, a nil or freed
 // batch gives an empty Batch, and a Batch outlives Free of its Buffers
 // (it keeps their descriptor memory).
@@ -313,6 +332,8 @@ func TestBatchMisuse(t *testing.T) {
 	rx.Free()
 	freed := rx.Batch(1)
 	assert.Zero(t, freed.Len(), "a freed batch has no buffers")
+	tail := rx.Slice(1, rx.Cap()) // nil: the batch is freed
+	assert.Nil(t, tail)
 	assert.Equal(t, 100, v.Size(0), "the descriptors outlive Free while a Batch holds them")
 	runtime.KeepAlive(v)
 }

@@ -254,21 +254,15 @@ memifgo_refill_rx_burst_in (uintptr_t conn_, uintptr_t g_, uint16_t qid,
 			    uint16_t refill, uint16_t headroom,
 			    uintptr_t bufs_, uint16_t count)
 {
-  memif_conn_handle_t conn = (memif_conn_handle_t) conn_;
-  memif_buffer_t *bufs = (memif_buffer_t *) bufs_;
   const memifgo_guard_t *g = (const memifgo_guard_t *) g_;
   memifgo_q_t *q = memifgo_rxq (g_, qid);
-  uint16_t rx = 0;
-  int err;
   if (refill || q->ndrop)
     {
-      err = memifgo_refill (conn_, g, q, qid, refill, headroom);
+      int err = memifgo_refill (conn_, g, q, qid, refill, headroom);
       if (err != MEMIF_ERR_SUCCESS)
 	return MEMIFGO_PACK (err, 0);
     }
-  err = memif_rx_burst (conn, qid, bufs, memifgo_rx_pre (g, q, count), &rx);
-  rx = memifgo_rx_post (g, q, bufs, rx);
-  return MEMIFGO_PACK (err, rx);
+  return memifgo_rx_burst_in (conn_, g_, qid, bufs_, count);
 }
 
 static uint64_t

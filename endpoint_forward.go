@@ -123,12 +123,7 @@ func (q *Queue) Forward(ctx context.Context, to *Endpoint, txq int, wait time.Du
 			continue
 		}
 		spins = 0
-		q.st.parks.Add(1)
-		if foreign {
-			q.w.parkCtx(ctx, q.recheck)
-		} else {
-			q.w.park(q.recheck)
-		}
+		q.park(ctx, foreign)
 	}
 }
 

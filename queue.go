@@ -117,12 +117,18 @@ func (q *Queue) receive(ctx context.Context, count bool) (n int, err error) {
 			continue
 		}
 		slices = 0
-		q.st.parks.Add(1)
-		if foreign {
-			q.w.parkCtx(ctx, q.recheck)
-		} else {
-			q.w.park(q.recheck)
-		}
+		q.park(ctx, foreign)
+	}
+}
+
+// park waits on the queue's eventfd (counted), ended also by ctx when it
+// is not the session's (foreign).
+func (q *Queue) park(ctx context.Context, foreign bool) {
+	q.st.parks.Add(1)
+	if foreign {
+		q.w.parkCtx(ctx, q.recheck)
+	} else {
+		q.w.park(q.recheck)
 	}
 }
 

@@ -664,5 +664,6 @@ memifgo_copy_rx (uintptr_t conn, uintptr_t g, uint16_t qid, uintptr_t bufs,
 
 #include "spin.h"    // waiting receives (rxwait.go), built on the two above
 #include "forward.h" // the fused forward (forward.go)
+#include "fwdwait.h" // the waiting forward (fwdwait.go), built on the two above
 
 #endif // MEMIF_GO_CGO_HELPERS_H

@@ -22,8 +22,9 @@ import (
 // arriving while to's link is down are dropped at once (drops.LinkDown).
 // drops.Oversize counts this queue's buffers Forward dropped: descriptors
 // the guard refused, packets beyond 65535 bytes, chains longer than the
-// batch. Counters: this queue's RxPackets and to's queue txq's TxPackets
-// and Drops (bytes are not counted on this path). Do not mix Forward and
+// batch. Counters: this queue's RxPackets and RxBytes and to's queue txq's
+// TxPackets, TxBytes and Drops, all of the packets forwarded (a packet
+// dropped is in Drops only). Do not mix Forward and
 // Receive on one queue within a burst: each gives the other's buffers
 // back first.
 func (q *Queue) Forward(ctx context.Context, to *Endpoint, txq int, wait time.Duration) (sent int, drops Drops, err error) {
@@ -45,7 +46,7 @@ func (q *Queue) Forward(ctx context.Context, to *Endpoint, txq int, wait time.Du
 	tst := to.counters(txq)
 	q.fwdTo = tst
 	foreign := ctx.Done() != q.sess.ctx.Done()
-	full, spins, spun := false, 0, time.Time{}
+	full, slices := false, 0
 	var deadline time.Time
 	for {
 		l, up := to.Link()
@@ -70,11 +71,30 @@ func (q *Queue) Forward(ctx context.Context, to *Endpoint, txq int, wait time.Du
 				return 0, drops, err
 			}
 		}
-		n, d, more, ferr := q.c.Forward(uint16(q.id), to.conn, uint16(txq), q.fwd, s.bufs)
+		// The wait for A's next burst happens in C, as Receive's, holding
+		// to's tx queue: never longer than a slice (other forwarders and
+		// Flush may share that queue). Only the last slice of WaitAdaptive
+		// consumes the eventfd before its last look, so the park after it
+		// loses no wake-up; WaitPoll never parks.
+		spin, noarm := time.Duration(0), false
+		switch q.mode {
+		case WaitAdaptive:
+			left := q.spin - time.Duration(slices)*spinSlice
+			spin, noarm = min(left, spinSlice), left > spinSlice
+		case WaitPoll:
+			spin, noarm = min(q.spin, spinSlice), true
+		}
+		n, d, more, ferr := q.c.forwardWait(uint16(q.id), to.conn, uint16(txq), q.fwd, s.bufs, spin, noarm)
+		var bytes uint64
+		if n > 0 {
+			bytes = sentBytes(s.bufs, n)
+		}
 		s.mu.Unlock()
 		if n+d > 0 {
 			q.st.rxPackets.Add(uint64(n))
+			q.st.rxBytes.Add(bytes)
 			tst.txPackets.Add(uint64(n))
+			tst.txBytes.Add(bytes)
 			drops.Oversize += uint64(d)
 		}
 		sent += n
@@ -111,20 +131,33 @@ func (q *Queue) Forward(ctx context.Context, to *Endpoint, txq int, wait time.Du
 		if err := q.sess.ctx.Err(); err != nil {
 			return sent, drops, err
 		}
-		// Forward has no waiting variant: adaptive polls it, yielding, for
-		// SpinTime before parking (the recheck bounds a wake-up that
-		// memif_rx_burst's eventfd read may swallow).
-		if spins == 0 {
-			spun = time.Now()
-		}
-		if more || full || q.mode == WaitPoll || (q.mode == WaitAdaptive && time.Since(spun) < q.spin) {
-			spins++
+		if more || full { // no wait happened: packets wait in A or for to
+			slices = 0
 			runtime.Gosched()
 			continue
 		}
-		spins = 0
-		q.park(ctx, foreign)
+		if noarm {
+			slices++
+			runtime.Gosched()
+			continue
+		}
+		slices = 0
+		q.park(ctx, foreign) // as Receive: A's interrupt wakes it
 	}
+}
+
+// sentBytes is the bytes of the first pkts packets of tx (what Forward
+// sent, from B's descriptors: plain loads, no shared memory).
+func sentBytes(tx *Buffers, pkts int) (bytes uint64) {
+	for i := range tx.b {
+		bytes += uint64(tx.b[i].len)
+		if !tx.HasNext(i) {
+			if pkts--; pkts == 0 {
+				break
+			}
+		}
+	}
+	return bytes
 }
 
 // fwdDrop gives up the packets Forward left pending, counted in ctr (if

@@ -6,11 +6,15 @@ package memif
 // memif_buffer_alloc and memif_refill_queue may call back into Go (an
 // ExternalBufferOffsetter), so it is not nocallback.
 #cgo noescape memifgo_forward
+#cgo noescape memifgo_forward_wait
 #include "cgo_helpers.h"
 */
 import "C"
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 // The fused forward path: receive on one connection's rx queue, copy into
 // another's (or the same one's) tx queue, send and refill, in one cgo
@@ -119,6 +123,11 @@ const (
 // directions, A to B and B to A, cannot deadlock: whoever holds a tx lock
 // waits for nothing but higher tx locks.
 func (c *Conn) Forward(rxq uint16, to *Conn, txq uint16, rx, tx *Buffers) (pkts, dropped int, more bool, err error) {
+	return c.forward(rxq, to, txq, rx, tx, 0, false, false)
+}
+
+// forward is Forward, or with wait the waiting forward (fwdwait.go).
+func (c *Conn) forward(rxq uint16, to *Conn, txq uint16, rx, tx *Buffers, spin time.Duration, wait, noarm bool) (pkts, dropped int, more bool, err error) {
 	if err := rx.checkCount(opNameFwdRx, 0); err != nil {
 		return 0, 0, false, &ForwardError{Err: err}
 	}
@@ -158,6 +167,12 @@ func (c *Conn) Forward(rxq uint16, to *Conn, txq uint16, rx, tx *Buffers) (pkts,
 	}
 	pend := m.pend
 	res, err := c.burst2(opRefillRx, la, qa, lb, qb, func(claim C.int) C.uint64_t {
+		if wait {
+			return C.memifgo_forward_wait(la.h, la.guard, C.uint16_t(rxq), C.uint16_t(c.args.RxHeadroom),
+				batchArg(rx), C.uint32_t(len(rx.b)), C.uint32_t(pend),
+				lb.h, lb.guard, C.uint16_t(txq), batchArg(tx), C.uint32_t(len(tx.b)), C.uint32_t(seg),
+				spinArg(spin), boolArg(noarm), claim)
+		}
 		return C.memifgo_forward(la.h, la.guard, C.uint16_t(rxq), C.uint16_t(c.args.RxHeadroom),
 			batchArg(rx), C.uint32_t(len(rx.b)), C.uint32_t(pend),
 			lb.h, lb.guard, C.uint16_t(txq), batchArg(tx), C.uint32_t(len(tx.b)), C.uint32_t(seg), claim)

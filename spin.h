@@ -82,12 +82,14 @@ typedef struct
   uint32_t n;	       // looks so far
   uint8_t armed;       // the eventfd was consumed: an empty look is final
   uint8_t noarm;       // end the spin without touching the eventfd
+  const memifgo_guard_t *also; // a second link whose going down ends the wait
 } memifgo_wait_t;
 
 static inline void
 memifgo_wait_init (memifgo_wait_t *w, uint64_t budget)
 {
   w->noarm = 0;
+  w->also = NULL;
   if (budget > MEMIFGO_SPIN_MAX_NS)
     budget = MEMIFGO_SPIN_MAX_NS;
   w->start = budget ? memifgo_now () : 0; // no clock read when not spinning
@@ -119,14 +121,15 @@ memifgo_spun (memifgo_wait_t *w)
 
 // Wait until rx queue q's ring holds a slot not yet received: 1. When the
 // spin ends, arm and look once more: 0 if still empty (the caller may park
-// on the eventfd, no wake-up lost). -1: the link goes down.
+// on the eventfd, no wake-up lost). -1: the link (or w->also's) goes down.
 static inline int
 memifgo_wait_ring (const memifgo_guard_t *g, const memifgo_q_t *q,
 		   memifgo_wait_t *w)
 {
   for (;;)
     {
-      if (MEMIFGO_UNLIKELY (memifgo_down (g)))
+      if (MEMIFGO_UNLIKELY (memifgo_down (g)
+			    || (w->also && memifgo_down (w->also))))
 	return -1;
       if (memifgo_rx_last (g, q) != q->cur)
 	{

@@ -94,6 +94,9 @@ func memifGoOnDisconnect(h C.uintptr_t) C.int {
 		if l == nil {
 			return nil
 		}
+		// Wake whoever parks on an rx eventfd (an RxReader): libmemif
+		// closes them after this returns, and every burst now fails.
+		guardKick(l.guard)
 		// libmemif unmaps the regions as soon as this returns: from then on
 		// Buffers.Data returns nil for this session (even if OnDisconnect
 		// panics).

@@ -115,8 +115,9 @@ type link struct {
 // queue is a queue's slow-path lock: claims (own.go), control calls and
 // disconnects take it, bursts by the queue's owner thread do not.
 type queue struct {
-	mu sync.Mutex
-	_  [128 - 8]byte // one queue per 128 bytes (adjacent-line prefetch)
+	mu      sync.Mutex
+	polling atomic.Bool    // rx: SetRxMode set polling (no interrupts come)
+	_       [128 - 12]byte // one queue per 128 bytes (adjacent-line prefetch)
 }
 
 func (l *link) lockAll() {
@@ -347,7 +348,11 @@ func (c *Conn) SetRxMode(mode RxMode, qid uint16) error {
 	if l.down.Load() {
 		return &Error{Op: op, Err: ErrDisconnected}
 	}
-	return codeErr(op, C.memif_set_rx_mode(c.h, C.memif_rx_mode_t(mode), C.uint16_t(qid)))
+	err = codeErr(op, C.memif_set_rx_mode(c.h, C.memif_rx_mode_t(mode), C.uint16_t(qid)))
+	if err == nil {
+		q.polling.Store(mode == RxModePolling)
+	}
+	return err
 }
 
 // session returns the live link or the error that says why there is none.

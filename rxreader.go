@@ -12,14 +12,13 @@ import (
 	"os"
 	"runtime"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // RxReader reads one rx queue one packet at a time, for code that wants a
 // packet, not a burst (gopacket's PacketDataSource is built on it, in the
-// memifpacket module). It receives in bursts underneath (RefillRxBurst: one
-// cgo crossing per burst, not per packet) and allocates nothing per packet.
+// memifpacket module). It receives in bursts underneath (RefillRxBurstWait:
+// one cgo crossing per burst, not per packet) and allocates nothing per
+// packet.
 // One goroutine at a time uses a reader; make one per queue.
 type RxReader struct {
 	c        *Conn
@@ -33,10 +32,11 @@ type RxReader struct {
 	copied   bool   // the last packet returned is in chain (Go memory)
 	drops    uint64
 	timeout  time.Duration
+	recheck  time.Duration
+	parks    uint64 // times Next parked (tests)
 
-	efd        int   // the queue's interrupt eventfd in session efdSession
-	efdSession *link // (a new session has new eventfds)
-	pfd        [1]unix.PollFd
+	w        *waiter // parks on the queue's eventfd in session wSession
+	wSession *link   // (a new session has new eventfds)
 }
 
 // MaxPacket is the longest packet libmemif can allocate (its sizes are
@@ -58,15 +58,14 @@ func (timeoutError) Is(target error) bool { return target == os.ErrDeadlineExcee
 // ErrClosed is returned by an RxReader or TxWriter used after Close.
 var ErrClosed = errors.New("memif: reader or writer closed")
 
-// Waiting for packets: a few bursts with a yield in between (a peer that is
-// sending refills the ring within microseconds), then a poll of the queue's
-// interrupt eventfd in slices, so that a lost interrupt (RxBurst consumes
-// the eventfd, see QueueEventFD), polling mode (no interrupts) and a link
-// that goes down are all noticed within one slice.
-const (
-	rxSpinBursts = 16
-	rxWaitSlice  = time.Millisecond
-)
+// Waiting for packets: the waiting receive watches the ring inside C for
+// DefaultSpinTime, in slices with a yield between (a peer that is sending
+// refills the ring within microseconds), as an Endpoint's WaitAdaptive;
+// the last slice consumes the eventfd before its last look, so the reader
+// then parks on the queue's eventfd (Go's netpoller, no thread held) with
+// no wake-up lost. A link going down kicks the eventfd (OnDisconnect). In
+// polling mode (SetRxMode: no interrupts) the park lasts one slice.
+const rxPollSlice = time.Millisecond
 
 // NewRxReader reads rx queue qid of c, receiving up to batch buffers per
 // burst (1..MaxBurst; 32 to 256 are typical). Close it when done: it holds
@@ -79,7 +78,17 @@ func NewRxReader(c *Conn, qid uint16, batch int) (*RxReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &RxReader{c: c, qid: qid, headroom: c.args.RxHeadroom, b: b, efd: -1}, nil
+	return &RxReader{c: c, qid: qid, headroom: c.args.RxHeadroom, b: b, recheck: DefaultRecheck}, nil
+}
+
+// SetRecheck bounds one park on the queue's eventfd (0: DefaultRecheck), as
+// EndpointConfig.Recheck: a safety net, needed only where the ring layout
+// could not be verified (see RefillRxBurstWait).
+func (r *RxReader) SetRecheck(d time.Duration) {
+	if d <= 0 {
+		d = DefaultRecheck
+	}
+	r.recheck = d
 }
 
 // SetTimeout bounds how long Next waits for a packet; it then returns
@@ -106,7 +115,7 @@ func (r *RxReader) Next() ([]byte, error) {
 		return nil, ErrClosed
 	}
 	var deadline time.Time
-	spins := 0
+	slices := 0
 	for {
 		for r.i < r.n {
 			p, ok, err := r.take()
@@ -114,14 +123,16 @@ func (r *RxReader) Next() ([]byte, error) {
 				return p, err
 			}
 		}
-		n, _, err := r.c.RefillRxBurst(r.qid, r.n, r.headroom, r.b, r.b.Cap())
+		left := DefaultSpinTime - time.Duration(slices)*spinSlice
+		spin, noarm := min(left, spinSlice), left > spinSlice
+		n, _, err := r.c.refillRxWait(r.qid, r.n, r.headroom, r.b, r.b.Cap(), spin, noarm)
 		r.n, r.i = n, 0
 		if err != nil {
 			r.lost()
 			return nil, err
 		}
 		if n > 0 {
-			spins = 0
+			slices = 0
 			continue
 		}
 		if r.timeout > 0 {
@@ -132,10 +143,12 @@ func (r *RxReader) Next() ([]byte, error) {
 				return nil, ErrTimeout
 			}
 		}
-		if spins++; spins <= rxSpinBursts {
+		if noarm {
+			slices++
 			runtime.Gosched()
 			continue
 		}
+		slices = 0
 		r.park(deadline)
 	}
 }
@@ -223,42 +236,62 @@ func (r *RxReader) lost() {
 	r.partial, r.oversize = false, false
 }
 
-// park waits up to one slice (or until deadline) for the queue's interrupt.
+// park waits for the queue's interrupt, up to the recheck (one slice in
+// polling mode, or when the eventfd is not known yet) or the deadline. The
+// caller's last waiting receive consumed the eventfd and found the ring
+// empty after.
 func (r *RxReader) park(deadline time.Time) {
-	wait := rxWaitSlice
+	l := r.b.meta.session
+	if l != r.wSession || r.w == nil {
+		r.closeWaiter()
+		r.w, r.wSession = r.c.queueWaiterNoWait(l, r.qid), l
+	}
+	r.parks++
+	wait := r.recheck
+	if r.w == nil || l.rx[r.qid].polling.Load() {
+		wait = rxPollSlice
+	}
 	if !deadline.IsZero() {
 		wait = min(wait, max(time.Until(deadline), 0))
 	}
-	ms := int((wait + time.Millisecond - 1) / time.Millisecond)
-	if l := r.b.meta.session; l != r.efdSession || r.efd < 0 {
-		r.efdSession, r.efd = l, r.c.queueEventFDNoWait(l, r.qid)
-	}
-	if r.efd < 0 {
-		unix.Poll(nil, ms)
+	if r.w == nil {
+		time.Sleep(wait)
 		return
 	}
-	// Readability only: RxBurst reads the eventfd itself.
-	r.pfd[0] = unix.PollFd{Fd: int32(r.efd), Events: unix.POLLIN}
-	unix.Poll(r.pfd[:], ms)
+	r.w.park(wait)
 }
 
-// queueEventFDNoWait is QueueEventFD for session l, or -1 if the control
-// path is busy: a reader must never wait for the socket lock, which an
-// OnDisconnect waiting for the reader to stop would hold.
-func (c *Conn) queueEventFDNoWait(l *link, qid uint16) int {
+func (r *RxReader) closeWaiter() {
+	if r.w != nil {
+		r.w.close()
+		r.w = nil
+	}
+}
+
+// queueWaiterNoWait is a waiter on rx queue qid's eventfd of session l, or
+// nil if the control path is busy: a reader must never wait for the socket
+// lock, which an OnDisconnect waiting for the reader to stop would hold.
+// Under that lock the eventfd is l's and open; the waiter's duplicate keeps
+// it open after libmemif closes its own, so a kick at link down still
+// reaches a reader that parks after it.
+func (c *Conn) queueWaiterNoWait(l *link, qid uint16) *waiter {
 	s := c.sock
 	if l == nil || !s.mu.TryLock() {
-		return -1
+		return nil
 	}
 	defer s.mu.Unlock()
 	if s.h == nil || c.deleted.Load() || c.link.Load() != l || int(qid) >= len(l.rx) {
-		return -1
+		return nil
 	}
 	fd := C.int(-1)
-	if C.memif_get_queue_efd(c.h, C.uint16_t(qid), &fd) != 0 {
-		return -1
+	if C.memif_get_queue_efd(c.h, C.uint16_t(qid), &fd) != 0 || fd < 0 {
+		return nil
 	}
-	return int(fd)
+	w, err := newWaiter(int(fd))
+	if err != nil {
+		return nil
+	}
+	return w
 }
 
 // Close gives the buffers of the last burst back to the ring (unless the
@@ -278,5 +311,6 @@ func (r *RxReader) Close() error {
 	}
 	r.b.Free()
 	r.b, r.n, r.i = nil, 0, 0
+	r.closeWaiter()
 	return err
 }

@@ -131,8 +131,10 @@ func TestRxReaderTimeoutDisconnectClose(t *testing.T) {
 	require.ErrorAs(t, err, &ne)
 	assert.True(t, ne.Timeout(), "gopacket's PacketSource retries on Timeout()")
 
-	// A reader blocked without a timeout sees the link go down.
+	// A reader blocked without a timeout sees the link go down at once
+	// (the disconnect kicks its eventfd), not at its recheck.
 	r.SetTimeout(0)
+	r.SetRecheck(time.Hour)
 	got := make(chan error, 1)
 	go func() { _, err := r.Next(); got <- err }()
 	require.NoError(t, p.d.deleteConn(p.slave))
@@ -296,4 +298,90 @@ func TestRxReaderDropsOverlongChain(t *testing.T) {
 		assert.Equal(t, want, seq)
 	}
 	assert.Equal(t, uint64(1), r.Drops())
+}
+
+// No reader's wake-up is lost: thousands of round trips between two
+// RxReader/TxWriter pairs, one packet in flight, every echo verified, with
+// a one-hour recheck. Each reader parks between packets, so a signal
+// swallowed between its last look at the ring and its park would stall
+// the test (bounded here) instead of costing a recheck.
+func TestRxReaderNoLostWakeup(t *testing.T) {
+	p := connectPair(t, ConnArgs{}, ConnArgs{})
+	const count = 10000
+	readers := make([]*RxReader, 2)
+	for i, c := range []*Conn{p.master, p.slave} {
+		r, err := NewRxReader(c, 0, 32)
+		require.NoError(t, err)
+		defer r.Close()
+		r.SetRecheck(time.Hour)
+		readers[i] = r
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	wg.Add(2)
+	go func() { // the master echoes
+		defer wg.Done()
+		errs <- func() error {
+			w, err := NewTxWriter(p.master, 0)
+			if err != nil {
+				return err
+			}
+			defer w.Close()
+			for range count {
+				pkt, err := readers[0].Next()
+				if err != nil {
+					return err
+				}
+				if err := w.WritePacket(pkt); err != nil {
+					return err
+				}
+			}
+			return nil
+		}()
+	}()
+	go func() { // the slave sends and verifies each echo
+		defer wg.Done()
+		errs <- func() error {
+			w, err := NewTxWriter(p.slave, 0)
+			if err != nil {
+				return err
+			}
+			defer w.Close()
+			pkt := make([]byte, MaxPacket)
+			for seq := range uint64(count) {
+				out := pkt[:streamSize(seq)]
+				fillPacket(out, 4, seq)
+				if err := w.WritePacket(out); err != nil {
+					return err
+				}
+				in, err := readers[1].Next()
+				if err != nil {
+					return err
+				}
+				st, s, err := checkPacket(in)
+				if err != nil {
+					return err
+				}
+				if st != 4 || s != seq || len(in) != len(out) {
+					return fmt.Errorf("got stream %d seq %d (%d bytes), want seq %d (%d bytes)", st, s, len(in), seq, len(out))
+				}
+			}
+			return nil
+		}()
+	}()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		p.d.deleteConn(p.master) // the link going down wakes the readers
+		<-done
+		t.Fatal("round trips did not finish within 60s: a wake-up was lost")
+	}
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	assert.Positive(t, readers[0].parks+readers[1].parks, "the readers parked between packets")
+	assert.Zero(t, readers[0].Drops()+readers[1].Drops())
 }

@@ -63,3 +63,8 @@ func (c *Conn) refillRxWait(qid uint16, refill int, headroom uint16, bufs *Buffe
 func (c *Conn) CopyRxWait(qid uint16, bufs *Buffers, dst []byte, offs []int32, spin time.Duration) (n int, more bool, err error) {
 	return c.copyRx(qid, bufs, dst, offs, spin, true)
 }
+
+// guardKick signals every rx eventfd of guard g's link, which went down
+// (OnDisconnect, while libmemif still holds them open): a reader parked on
+// one wakes and its next burst fails.
+func guardKick(g C.uintptr_t) { C.memifgo_guard_kick(g) }

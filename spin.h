@@ -69,6 +69,20 @@ memifgo_guard_efds (uintptr_t g_, uintptr_t conn)
     }
 }
 
+// The link went down (OnDisconnect, before libmemif closes the eventfds):
+// a count on every rx queue's eventfd wakes a reader parked on it, whose
+// next burst then fails.
+static void
+memifgo_guard_kick (uintptr_t g_)
+{
+  memifgo_guard_t *g = (memifgo_guard_t *) g_;
+  uint64_t one = 1;
+  for (uint16_t i = 0; g && i < g->nrx; i++)
+    if (g->q[i].efd >= 0)
+      while (write (g->q[i].efd, &one, sizeof (one)) < 0 && errno == EINTR)
+	;
+}
+
 // The slot an rx queue's producer publishes up to.
 static inline uint16_t
 memifgo_rx_last (const memifgo_guard_t *g, const memifgo_q_t *q)

@@ -29,6 +29,9 @@ memifgo_forward_wait_in (uintptr_t ca, uintptr_t ga_, uint16_t qa,
   if (pend) // packets wait for B: that is no wait on A
     return memifgo_forward_in (ca, ga_, qa, headroom, rb, rcap, pend, cb,
 			       gb_, qb, tb, tcap, seg);
+  memifgo_q_t *qtb = memifgo_txq (gb_, qb);
+  if (qtb->cur != qtb->rel) // B's unsent allocations go back, as forward_in does
+    memifgo_tx_flush (cb, (const memifgo_guard_t *) gb_, qtb, qb);
   if (q->ndrop) // slots of dropped buffers go back before the wait
     {
       int err = memifgo_refill (ca, ga, q, qa, 0, headroom);

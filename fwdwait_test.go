@@ -5,6 +5,7 @@ package memif
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
@@ -142,4 +143,65 @@ func TestForwardWaitAllocs(t *testing.T) {
 	})
 	require.NoError(t, failed)
 	assert.Zero(t, allocs)
+}
+
+// TestRxWaitHostileRing through the waiting forward: a peer of A
+// scribbling A's producer index and descriptors while the forward waits:
+// no crash, every call returns, bad buffers are counted. (Named after it so
+// that ./build.sh asan skips it too: it races the same unchecked re-read in
+// libmemif.)
+func TestRxWaitHostileRingForward(t *testing.T) {
+	p := hostilePair(t)
+	p2 := connectPair(t, ConnArgs{}, ConnArgs{})
+	s := newSender(t, p.slave)
+	s.send(100, 200)
+	f := newForwarder(t, p.master, p2.master, 64, 1024)
+	head := p.master.ringHead(false, 0) // the slave publishes S2M slots by head
+	require.NotNil(t, head)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		r := rand.New(rand.NewPCG(3, 4))
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			*head = uint16(r.Uint32())
+			attacks[r.IntN(len(attacks))].mut(p.master.ringDesc(false, 0, uint16(r.Uint32())))
+		}
+	}()
+	go func() { // B's peer drains, so B never stays full
+		defer wg.Done()
+		bufs, _ := NewBuffers(64)
+		defer bufs.Free()
+		refill := 0
+		for {
+			select {
+			case <-stop:
+				p2.slave.RefillQueue(0, refill, 0)
+				return
+			default:
+			}
+			n, _, err := p2.slave.RefillRxBurstWait(0, refill, 0, bufs, bufs.Cap(), 20*time.Microsecond)
+			if err != nil {
+				return
+			}
+			refill = n
+		}
+	}()
+	for range 2000 {
+		_, _, _, err := p.master.ForwardWait(0, p2.master, 0, f.rx, f.tx, 20*time.Microsecond)
+		if err != nil && !errors.Is(err, ErrBadDescriptor) && !errors.Is(err, ErrOversizedBuffer) {
+			require.NoError(t, err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	st, err := p.master.DescriptorStats(0)
+	require.NoError(t, err)
+	assert.Positive(t, st.RxBadDescriptors+st.RxDropped+st.RxEmpty, "bad descriptors counted")
 }

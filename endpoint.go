@@ -34,17 +34,19 @@ type EndpointConfig struct {
 	// Conn is the interface. Socket and the callbacks (OnConnect,
 	// OnDisconnect, OnInterrupt) must be unset: the Endpoint owns them.
 	Conn ConnArgs
-	// Mode is how Receive waits. SpinTime is how long WaitAdaptive's
-	// Receive waits for the ring inside C before parking, and WaitPoll's
-	// between looks at its contexts (0: DefaultSpinTime; at most MaxSpin).
+	// Mode is how Receive (and Queue.Forward) waits. SpinTime is how long
+	// WaitAdaptive's Receive waits for the ring inside C before parking,
+	// and WaitPoll's between looks at its contexts (0: DefaultSpinTime; at
+	// most MaxSpin; Forward, which holds its target's queue while it
+	// waits, looks at its contexts every few µs).
 	Mode     WaitMode
 	SpinTime time.Duration
 	// Deprecated: Spin counted WaitAdaptive's empty polls; it is ignored
 	// now that the wait happens in C for SpinTime.
 	Spin int
-	// Recheck bounds a parked Receive's sleep (0: DefaultRecheck): a safety
-	// net only, since the waiting receive loses no wake-up (see
-	// waiter.park).
+	// Recheck bounds a parked Receive's (or Forward's) sleep (0:
+	// DefaultRecheck): a safety net only, since the waiting receive and
+	// forward lose no wake-up (see waiter.park).
 	Recheck time.Duration
 	// Batch is the most buffers one Receive returns (0: 256); it is
 	// capped at the negotiated ring size.

@@ -12,7 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// WaitMode is how a Queue's Receive waits for packets.
+// WaitMode is how a Queue's Receive (and Forward) waits for packets.
 type WaitMode int
 
 const (

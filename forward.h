@@ -10,7 +10,9 @@
 // Backpressure, not loss: packets B cannot take now (its ring is full, or
 // the tx batch is) stay in the rx batch, unrefilled, in ring order, and the
 // next call sends them before anything newer; the batch then takes fewer
-// new buffers, and once it is full A's ring fills and A's peer waits.
+// new buffers, and once it is full A's ring fills and A's peer waits. A
+// packet that can never fit (memif's 64 KiB, the tx batch, B's whole ring)
+// is dropped, counted once.
 #ifndef MEMIF_GO_FORWARD_H
 #define MEMIF_GO_FORWARD_H
 

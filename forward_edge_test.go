@@ -161,3 +161,46 @@ func TestForwardBeyondWholeRing(t *testing.T) {
 		})
 	}
 }
+
+// CopyTx under the same race: the packet copied before the raced
+// allocation goes out (n = 1), the overrun buffers go back empty.
+func TestCopyTxAllocRaceSendsEarlierPackets(t *testing.T) {
+	p := hostilePair(t)
+	s, r := newSender(t, p.master), newReceiver(t, p.slave)
+	flow(t, s, r, 2) // the master learned 2048-byte buffers
+	small, err := NewBuffers(40)
+	require.NoError(t, err)
+	defer small.Free()
+	data := make([]byte, 1100)
+	offs := []int32{0, 100, 1100} // two runs: 100 | 1000 (raced)
+	fillPacket(data[:100], 1, 1000)
+	fillPacket(data[100:], 1, 1001)
+	cur, _ := p.master.ringIndex(true, 0)
+	saved := make([]ringDesc, 1<<8)
+	for k := range saved {
+		saved[k] = *p.master.ringDesc(true, 0, cur+uint16(k))
+	}
+	before, err := p.master.DescriptorStats(0)
+	require.NoError(t, err)
+	p.master.setTOCTOULength(16, 1)
+	n, err := p.master.CopyTx(0, small, data, offs)
+	p.master.setTOCTOULength(0, 0)
+	require.ErrorIs(t, err, ErrBadDescriptor)
+	require.Equal(t, 1, n)
+	after, err := p.master.DescriptorStats(0)
+	require.NoError(t, err)
+	require.Equal(t, before.TxBadDescriptors+1, after.TxBadDescriptors)
+	require.Equal(t, before.TxEmpty+63, after.TxEmpty)
+	now, rel := p.master.ringIndex(true, 0)
+	require.Equal(t, now, rel, "nothing left allocated and unsent")
+	for k := int(now - cur); k < len(saved); k++ {
+		*p.master.ringDesc(true, 0, cur+uint16(k)) = saved[k]
+	}
+	require.Equal(t, []uint64{1000}, r.recv(1))
+	n, err = p.master.CopyTx(0, small, data[100:], []int32{0, 1000}) // the rest, now
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.Equal(t, []uint64{1001}, r.recv(1))
+	flow(t, s, r, 40)
+	r.done()
+}

@@ -502,8 +502,13 @@ memifgo_copy_tx_in (uintptr_t conn, uintptr_t g_, uint16_t qid,
 	    return MEMIFGO_FP (MEMIFGO_EBATCH, 0, 0, p);
 	  break; // batch full
 	}
-      aerr = memifgo_alloc (conn, g, q, qid, b + nb, cap - nb, (uint16_t) run,
-			    (uint16_t) len, 0, seg != 0, &got);
+      // keep: an allocation a racing slave overran stays queued behind
+      // ours, which go out first.
+      aerr = memifgo_alloc_keep (conn, g, q, qid, b + nb, cap - nb,
+				 (uint16_t) run, (uint16_t) len, 0, seg != 0, 1,
+				 &got);
+      if (seg && g->master) // the allocation may have lowered it
+	seg = memifgo_tx_seg (g, q);
       const uint8_t *base = data + offs[p], *src = base;
       for (i = nb; i < nb + got; i++)
 	{
@@ -512,19 +517,18 @@ memifgo_copy_tx_in (uintptr_t conn, uintptr_t g_, uint16_t qid,
 	}
       nb += got;
       p += (uint32_t) (src - base) / len; // alloc never leaves a partial chain
-      if (aerr != MEMIF_ERR_SUCCESS)
-	break;
+      if (aerr != MEMIF_ERR_SUCCESS || !got)
+	break; // !got: the worst case of one more packet does not fit
     }
-  if (nb)
+  err = memifgo_send (conn, g, q, qid, b, (uint16_t) nb, &tx);
+  if (q->cur != q->rel) // an overrun allocation: libmemif cannot take it back
+    memifgo_tx_flush (conn, g, q, qid);
+  if (err != MEMIF_ERR_SUCCESS)
     {
-      err = memifgo_send (conn, g, q, qid, b, (uint16_t) nb, &tx);
-      if (err != MEMIF_ERR_SUCCESS)
-	{
-	  uint32_t sent = 0;
-	  for (i = 0; i < tx; i++)
-	    sent += !(b[i].flags & MEMIF_BUFFER_FLAG_NEXT);
-	  return MEMIFGO_FP (err, MEMIFGO_FP_TX, sent, 0);
-	}
+      uint32_t sent = 0;
+      for (i = 0; i < tx; i++)
+	sent += !(b[i].flags & MEMIF_BUFFER_FLAG_NEXT);
+      return MEMIFGO_FP (err, MEMIFGO_FP_TX, sent, 0);
     }
   return MEMIFGO_FP (aerr, 0, p, 0);
 }

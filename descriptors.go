@@ -48,6 +48,11 @@ type DescriptorStats struct {
 	// TxBadDescriptors counts tx descriptors the peer offered that failed a
 	// check (repaired on a slave, refused on a master).
 	TxBadDescriptors uint64
+	// TxEmpty counts tx buffers given back to the peer empty: allocations
+	// never sent (ReleaseTx, a rejected TxBurst) and, on a master, what an
+	// allocation a racing slave made overrun its batch took (libmemif has
+	// no way to return allocated buffers unsent).
+	TxEmpty uint64
 }
 
 // DescriptorStats returns the descriptor guard counters of rx queue qid and
@@ -74,6 +79,7 @@ func (c *Conn) DescriptorStats(qid uint16) (DescriptorStats, error) {
 	}
 	if int(qid) < len(l.tx) {
 		st.TxBadDescriptors = uint64(C.memifgo_guard_count(l.guard, 1, C.uint16_t(qid), 0))
+		st.TxEmpty = uint64(C.memifgo_guard_count(l.guard, 1, C.uint16_t(qid), 2))
 	}
 	runtime.KeepAlive(l)
 	return st, nil
@@ -147,12 +153,12 @@ func txErr(op string, code int64, at int, bufs *Buffers) error {
 	return nil
 }
 
-// setTOCTOULength makes the master's allocations find its tx descriptors
-// rewritten to length n right after the pre-check (0: off), as a slave
-// racing it could: tests only.
-func (c *Conn) setTOCTOULength(n uint32) {
+// setTOCTOULength makes the master's allocations, after the first skip,
+// find its tx descriptors rewritten to length n right after the pre-check
+// (0: off), as a slave racing it could: tests only.
+func (c *Conn) setTOCTOULength(n, skip uint32) {
 	if l := c.link.Load(); l != nil && l.guard != 0 {
-		C.memifgo_set_toctou_len(l.guard, C.uint32_t(n))
+		C.memifgo_set_toctou_len(l.guard, C.uint32_t(n), C.uint32_t(skip))
 	}
 }
 

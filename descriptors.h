@@ -58,7 +58,7 @@ typedef struct __attribute__ ((aligned (128)))
   // no lock (memifgo_guard_count).
   uint64_t bad;	  // descriptors that failed a check
   uint64_t dropped; // rx: buffers dropped (bad, empty, and the rest of a bad one's packet)
-  uint64_t empty;   // rx: packets of one empty buffer, dropped
+  uint64_t empty;   // rx: packets of one empty buffer, dropped; tx: buffers given back empty
   uint8_t *drop;    // rx: bitmap of dropped slots, mask+1 bits
   int efd;	    // rx: libmemif's queue eventfd (spin.h consumes it), -1 none
 } memifgo_q_t;
@@ -72,7 +72,7 @@ typedef struct
   uint32_t bufsize; // 0: unknown (a master whose slave's layout hides it)
   uint32_t minseg;  // master: shortest tx buffer accepted until a queue learns its own (seg)
   uint32_t desc_off, tail_off; // ring layout: desc[0] and tail from the ring start
-  uint32_t toctou_len;	       // tests: see memifgo_set_toctou_len
+  uint32_t toctou_len, toctou_skip; // tests: see memifgo_set_toctou_len
   memifgo_region_t reg[256];
   memifgo_q_t q[]; // rx queues, then tx queues
 } memifgo_guard_t;
@@ -540,12 +540,13 @@ memifgo_refill (uintptr_t conn, const memifgo_guard_t *g, memifgo_q_t *q,
 #define MEMIFGO_SLACK 65536
 
 // Tests only: memifgo_alloc sets every tx descriptor of a master's ring to
-// this length right after its pre-check, as a racing slave could. (In the
-// guard: a static here would be one per cgo file.)
+// this length right after its pre-check, as a racing slave could, from its
+// skip+1-th call on. (In the guard: a static here would be one per cgo file.)
 static void
-memifgo_set_toctou_len (uintptr_t g, uint32_t len)
+memifgo_set_toctou_len (uintptr_t g, uint32_t len, uint32_t skip)
 {
   ((memifgo_guard_t *) g)->toctou_len = len;
+  ((memifgo_guard_t *) g)->toctou_skip = skip;
 }
 
 static inline void memifgo_tx_flush (uintptr_t conn, const memifgo_guard_t *g,
@@ -559,10 +560,11 @@ static inline void memifgo_tx_flush (uintptr_t conn, const memifgo_guard_t *g,
 // its slave's buffer size, so each queue learns it from the first buffer the
 // slave refilled: half of that length (a slave refills with buffer size minus
 // headroom, and may change the headroom), never below minseg nor above the
-// buffer size. Shorter buffers are refused (memifgo_tx_pre), so a packet of
-// size bytes takes at most size/seg of them: the batch bound. Until the slave
-// refilled anything (nothing to allocate yet), or with an unverified ring
-// layout, minseg.
+// buffer size. A shorter good buffer (the slave raised its headroom) lowers
+// it, down to minseg (memifgo_tx_pre); below minseg buffers are refused. So
+// a packet of size bytes takes at most size/seg of them: the batch bound.
+// Until the slave refilled anything (nothing to allocate yet), or with an
+// unverified ring layout, minseg.
 static inline uint32_t
 memifgo_tx_seg (const memifgo_guard_t *g, memifgo_q_t *q)
 {
@@ -650,7 +652,7 @@ memifgo_tx_pre (const memifgo_guard_t *g, memifgo_q_t *q, uint32_t need,
 		q->bad++;
 	      }
 	  }
-	else if (r >= n || len < memifgo_tx_seg (g, q)
+	else if (r >= n || len < g->minseg
 		 || (g->bufsize && len > g->bufsize)
 		 || (strict && (p < g->reg[ri].lo || p + len > g->reg[ri].hi)))
 	  {
@@ -661,9 +663,25 @@ memifgo_tx_pre (const memifgo_guard_t *g, memifgo_q_t *q, uint32_t need,
 	    q->chk = slot;
 	    return s;
 	  }
+	else if (len < memifgo_tx_seg (g, q))
+	  // A good buffer, only shorter than learned: the slave refills with
+	  // more headroom now. The bound follows it (minseg still holds).
+	  q->seg = len;
       }
   q->stop = 0;
   return room;
+}
+
+// Whether every slot of the tx ring is free for allocation now (0: the
+// ring is unknown).
+static inline int
+memifgo_tx_all_free (const memifgo_guard_t *g, const memifgo_q_t *q)
+{
+  if (!q->ring || q->mask == 0xffff) // 65536 free would read as 0
+    return 0;
+  uint16_t room = g->master ? *memifgo_head (q) - q->cur
+			    : *memifgo_tail (g, q) + q->mask + 1 - q->cur;
+  return room == q->mask + 1;
 }
 
 // Whether one packet of size bytes fits in the checked slots: [from, good)
@@ -690,29 +708,43 @@ memifgo_tx_fits (const memifgo_guard_t *g, const memifgo_q_t *q,
 // strict: the caller's batch bound assumes checked segment lengths. Then
 // every buffer is post-checked: one the peer rewrote after the pre-check is
 // repaired (slave) or emptied (length 0 at a harmless address) and counted,
-// never handed out pointing elsewhere.
+// never handed out pointing elsewhere. An allocation a racing slave made
+// overrun nb fails (MEMIFGO_EBADDESC); keep leaves it unsent on the queue,
+// so that the caller can send its earlier allocations before flushing it.
 static inline int
-memifgo_alloc (uintptr_t conn, const memifgo_guard_t *g, memifgo_q_t *q,
-	       uint16_t qid, memif_buffer_t *b, uint32_t nb, uint16_t count,
-	       uint16_t size, uint16_t worst, int strict, uint16_t *out)
+memifgo_alloc_keep (uintptr_t conn, const memifgo_guard_t *g, memifgo_q_t *q,
+		    uint16_t qid, memif_buffer_t *b, uint32_t nb,
+		    uint16_t count, uint16_t size, uint16_t worst, int strict,
+		    int keep, uint16_t *out)
 {
   // Slots the allocation may take if every one is good: segments are at
-  // least minseg (master, checked) or the buffer size (slave).
-  uint32_t seg = g->master ? memifgo_tx_seg (g, q) : g->bufsize;
-  uint32_t need = seg ? (uint32_t) count * ((size + seg - 1) / seg) : 0x10000;
+  // least the learned seg (master, checked) or the buffer size (slave). The
+  // pre-check may lower seg (a slave's larger headroom): then more slots
+  // may be taken, check again.
+  uint32_t seg, need, good, bad = 0;
+  do
+    {
+      seg = g->master ? memifgo_tx_seg (g, q) : g->bufsize;
+      need = seg ? (uint32_t) count * ((size + seg - 1) / seg) : 0x10000;
+      good = memifgo_tx_pre (g, q, need ? need : 1, strict || worst);
+    }
+  while (g->master && memifgo_tx_seg (g, q) < seg);
   if (worst && g->master) // the caller assumed minseg; the learned bound is tighter
     {
       uint32_t w = (size + seg - 1) / seg;
       worst = (uint16_t) (w ? w : 1);
     }
-  uint32_t good = memifgo_tx_pre (g, q, need ? need : 1, strict || worst),
-	   bad = 0;
   uint32_t n = 0; // wide: a raced packet may take up to 65535 slots, n must not wrap
   uint16_t i, n16 = 0;
   int err = MEMIF_ERR_SUCCESS;
   if (MEMIFGO_UNLIKELY (g->toctou_len) && g->master && q->ring)
-    for (i = q->cur; i != *memifgo_head (q); i++) // tests: the rewrite lands now
-      memifgo_desc (g, q, i)->length = g->toctou_len;
+    {
+      if (g->toctou_skip) // tests: the guard is theirs to write
+	((memifgo_guard_t *) g)->toctou_skip--;
+      else
+	for (i = q->cur; i != *memifgo_head (q); i++) // the rewrite lands now
+	  memifgo_desc (g, q, i)->length = g->toctou_len;
+    }
   if (!worst && !q->stop)
     {
       err = memif_buffer_alloc ((void *) conn, qid, b, count, &n16, size);
@@ -739,9 +771,11 @@ memifgo_alloc (uintptr_t conn, const memifgo_guard_t *g, memifgo_q_t *q,
     {
       // A master's slave rewrote lengths (or head) after the pre-check:
       // libmemif took more descriptors than the batch holds. They landed in
-      // the batch's slack (MEMIFGO_SLACK), never past it; give them all back.
+      // the batch's slack (MEMIFGO_SLACK), never past it; give them all back
+      // (keep: the caller sends its earlier allocations first, then flushes).
       q->bad++;
-      memifgo_tx_flush (conn, g, q, qid);
+      if (!keep)
+	memifgo_tx_flush (conn, g, q, qid);
       memset (b, 0, sizeof (*b) * nb); // what the caller can see
       *out = 0;
       return MEMIFGO_EBADDESC;
@@ -770,6 +804,17 @@ memifgo_alloc (uintptr_t conn, const memifgo_guard_t *g, memifgo_q_t *q,
 	}
   *out = n;
   return err;
+}
+
+// memifgo_alloc_keep that gives an overrun allocation back at once, with
+// every unsent allocation of the queue before it.
+static inline int
+memifgo_alloc (uintptr_t conn, const memifgo_guard_t *g, memifgo_q_t *q,
+	       uint16_t qid, memif_buffer_t *b, uint32_t nb, uint16_t count,
+	       uint16_t size, uint16_t worst, int strict, uint16_t *out)
+{
+  return memifgo_alloc_keep (conn, g, q, qid, b, nb, count, size, worst,
+			     strict, 0, out);
 }
 
 // Where a slave's memif_tx_burst expects buffer data: the descriptor's
@@ -858,6 +903,7 @@ memifgo_tx_flush (uintptr_t conn, const memifgo_guard_t *g, memifgo_q_t *q,
 	}
       int err = memif_tx_burst ((void *) conn, qid, e, k, &tx);
       q->rel += tx;
+      q->empty += tx;
       if (err != MEMIF_ERR_SUCCESS && err != MEMIF_ERR_INT_WRITE)
 	break;
       if (tx != k)

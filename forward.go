@@ -105,9 +105,12 @@ const (
 //
 // dropped counts A's buffers dropped in this call: what the descriptor
 // guard refused (as in RxBurst, also in DescriptorStats), packets of one
-// empty buffer, packets longer than 65535 bytes (which memif cannot carry)
-// or needing more buffers than tx holds, and pending buffers of a session
-// of A that ended. Nothing else is lost.
+// empty buffer, packets longer than 65535 bytes (which memif cannot carry),
+// needing more buffers than tx holds or, with tx of B's whole ring, more
+// than that ring can hold, and pending buffers of a session of A that
+// ended. Each is counted once. Nothing else is lost. A slave of B racing
+// the allocation (ErrBadDescriptor, Tx true) costs nothing either: the
+// packets copied before it go out, the raced one waits.
 //
 // rx is Forward's own: sized as an RxBurst batch, and between Forward
 // calls no other burst or refill may use A's queue rxq (the pending

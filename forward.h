@@ -10,7 +10,9 @@
 // Backpressure, not loss: packets B cannot take now (its ring is full, or
 // the tx batch is) stay in the rx batch, unrefilled, in ring order, and the
 // next call sends them before anything newer; the batch then takes fewer
-// new buffers, and once it is full A's ring fills and A's peer waits.
+// new buffers, and once it is full A's ring fills and A's peer waits. A
+// packet that can never fit (memif's 64 KiB, the tx batch, B's whole ring)
+// is dropped, counted once.
 #ifndef MEMIF_GO_FORWARD_H
 #define MEMIF_GO_FORWARD_H
 
@@ -95,6 +97,9 @@ memifgo_forward_in (uintptr_t ca, uintptr_t ga_, uint16_t qa, uint16_t headroom,
   uint16_t rxend[MEMIFGO_FWD_MAXPKT];
   if (seg && gb->master) // B's slave's buffers, as learned (the caller assumed minseg)
     seg = memifgo_tx_seg (gb, qtb);
+  // tb holds B's whole ring: a packet longer than the ring's buffers can
+  // ever hold never fits (0: B's buffer size unknown).
+  uint64_t maxlen = seg ? 0 : (uint64_t) (qtb->mask + 1) * gb->bufsize;
   uint32_t i = 0, done = 0, base = 0, nb = 0, npk = 0, sent = 0, k;
   int rerr = MEMIF_ERR_SUCCESS, terr = MEMIF_ERR_SUCCESS, flags = 0;
 
@@ -120,14 +125,20 @@ memifgo_forward_in (uintptr_t ca, uintptr_t ga_, uint16_t qa, uint16_t headroom,
   while (i < pend && npk < MEMIFGO_FWD_MAXPKT)
     {
       uint32_t e = i, len = 0, run = 0, fit, per, p, end;
+      int allfree;
       uint16_t got = 0;
       while (e < pend && (rb[e].flags & MEMIF_BUFFER_FLAG_NEXT))
 	len += rb[e++].len;
       if (e == pend)
 	break; // an open chain: its rest has not arrived yet
       len += rb[e++].len;
-      if (len > 0xffff) // one memif packet cannot carry it
+      // Packets that never fit are dropped only ahead of every allocation
+      // (else in the next call): a send falling short keeps what follows
+      // the last packet sent, and a drop there would count again.
+      if (len > 0xffff || (maxlen && len > maxlen)) // memif, or B's ring, cannot carry it
 	{
+	  if (npk)
+	    break;
 	  qra->dropped += e - i;
 	  i = e;
 	  continue;
@@ -161,16 +172,30 @@ memifgo_forward_in (uintptr_t ca, uintptr_t ga_, uint16_t qa, uint16_t headroom,
 	}
       if (!npk)
 	base = i; // everything before the first allocation was dropped
-      terr = memifgo_alloc (cb, gb, qtb, qb, tb + nb, tcap - nb,
-			    (uint16_t) run, (uint16_t) len, 0, seg != 0, &got);
+      // Before the allocation: the peer may free slots right after it.
+      allfree = !seg && !npk && memifgo_tx_all_free (gb, qtb);
+      // keep: an allocation a racing slave overran stays queued behind
+      // ours, which go out first (3.).
+      terr = memifgo_alloc_keep (cb, gb, qtb, qb, tb + nb, tcap - nb,
+				 (uint16_t) run, (uint16_t) len, 0, seg != 0, 1,
+				 &got);
+      if (seg && gb->master) // the allocation may have lowered it
+	seg = memifgo_tx_seg (gb, qtb);
+      if (terr == MEMIF_ERR_NOBUF_RING && !got && allfree)
+	{ // B's whole ring was free and could not take it: it never will
+	  qra->dropped += e - i;
+	  i = e;
+	  terr = MEMIF_ERR_SUCCESS;
+	  continue;
+	}
       end = nb + got;
       while (nb < end && i < pend && npk < MEMIFGO_FWD_MAXPKT)
 	{
 	  memifgo_fwd_copy (rb, &i, pend, tb, &nb, end);
 	  rxend[npk++] = (uint16_t) i;
 	}
-      if (terr != MEMIF_ERR_SUCCESS)
-	break; // ring full (backpressure) or a bad slot ahead
+      if (terr != MEMIF_ERR_SUCCESS || !got)
+	break; // ring or batch full (backpressure), or a bad slot ahead
     }
 
   // 3. Send.
@@ -180,9 +205,14 @@ memifgo_forward_in (uintptr_t ca, uintptr_t ga_, uint16_t qa, uint16_t headroom,
       int err = memifgo_send (cb, gb, qtb, qb, tb, (uint16_t) nb, &tx);
       for (k = 0; k < tx; k++)
 	sent += !(tb[k].flags & MEMIF_BUFFER_FLAG_NEXT);
-      if (err != MEMIF_ERR_SUCCESS)
+      if (err != MEMIF_ERR_SUCCESS
+	  && (terr == MEMIF_ERR_SUCCESS || terr == MEMIF_ERR_NOBUF_RING))
 	terr = err; // MEMIF_ERR_INT_WRITE: sent, only the interrupt failed
     }
+  // An overrun allocation (MEMIFGO_EBADDESC) is still queued: libmemif
+  // cannot take buffers back, so they go to the peer empty (counted).
+  if (qtb->cur != qtb->rel)
+    memifgo_tx_flush (cb, gb, qtb, qb);
   if (terr == MEMIF_ERR_NOBUF_RING)
     terr = MEMIF_ERR_SUCCESS; // backpressure: the rest stays pending
   // Packets allocated but not sent (a send refused: only a peer rewriting

@@ -419,9 +419,11 @@ func TestDescriptorStatsErrors(t *testing.T) {
 }
 
 // A master learns its slave's buffer length from the first buffer the slave
-// refilled (half of it, for headroom) and refuses shorter ones, so its
-// batch bound can count on it: a slave shrinking buffers later is refused,
-// counted, and served again once it stops.
+// refilled (half of it, for headroom) and bounds its batches by it. A
+// shorter buffer of at least minSegment is a slave refilling with more
+// headroom: the bound follows it down, nothing is refused. Below
+// minSegment (what the caller's batch was checked against) a buffer is
+// refused, counted, and served again once the slave fixes it.
 func TestMasterLearnsSlaveBufferLength(t *testing.T) {
 	p := hostilePair(t)
 	s, r := newSender(t, p.master), newReceiver(t, p.slave)
@@ -429,11 +431,11 @@ func TestMasterLearnsSlaveBufferLength(t *testing.T) {
 	small, err := NewBuffers(64)
 	require.NoError(t, err)
 	defer small.Free()
-	for _, length := range []uint32{hostileBufSize/2 - 1, minSegment} {
+	for _, length := range []uint32{minSegment - 1, 1} {
 		cur, _ := p.master.ringIndex(true, 0)
 		d := p.master.ringDesc(true, 0, cur)
 		saved := *d
-		d.Length = length // long enough for the old 64-byte assumption
+		d.Length = length
 		before, err := p.master.DescriptorStats(0)
 		require.NoError(t, err)
 		n, err := p.master.BufferAlloc(0, small, 1, 100)
@@ -445,15 +447,17 @@ func TestMasterLearnsSlaveBufferLength(t *testing.T) {
 		*d = saved
 		flow(t, s, r, 2)
 	}
-	// Half the learned length is still a buffer (a slave's headroom).
-	cur, _ := p.master.ringIndex(true, 0)
-	p.master.ringDesc(true, 0, cur).Length = hostileBufSize / 2
-	before, err := p.master.DescriptorStats(0)
-	require.NoError(t, err)
-	flow(t, s, r, 2) // every packet verified, the first in that buffer
-	after, err := p.master.DescriptorStats(0)
-	require.NoError(t, err)
-	require.Equal(t, before.TxBadDescriptors, after.TxBadDescriptors)
+	// Shorter than learned, down to minSegment: still a buffer.
+	for _, length := range []uint32{hostileBufSize/2 - 1, minSegment} {
+		cur, _ := p.master.ringIndex(true, 0)
+		p.master.ringDesc(true, 0, cur).Length = length
+		before, err := p.master.DescriptorStats(0)
+		require.NoError(t, err)
+		flow(t, s, r, 2) // every packet verified, the first in that buffer
+		after, err := p.master.DescriptorStats(0)
+		require.NoError(t, err)
+		require.Equal(t, before.TxBadDescriptors, after.TxBadDescriptors, "length %d", length)
+	}
 }
 
 // A slave that shortens its buffers right after the master's pre-check
@@ -485,9 +489,9 @@ func TestMasterAllocRaceCannotOverflowBatch(t *testing.T) {
 		}
 		before, err := p.master.DescriptorStats(0)
 		require.NoError(t, err)
-		p.master.setTOCTOULength(16) // a 1000-byte packet now takes 63 buffers
+		p.master.setTOCTOULength(16, 0) // a 1000-byte packet now takes 63 buffers
 		n, err := tc.alloc()
-		p.master.setTOCTOULength(0)
+		p.master.setTOCTOULength(0, 0)
 		require.ErrorIs(t, err, ErrBadDescriptor, tc.name)
 		require.Zero(t, n, tc.name)
 		after, err := p.master.DescriptorStats(0)

@@ -73,6 +73,7 @@ typedef struct
   uint32_t minseg;  // master: shortest tx buffer accepted until a queue learns its own (seg)
   uint32_t desc_off, tail_off; // ring layout: desc[0] and tail from the ring start
   uint32_t toctou_len;	       // tests: see memifgo_set_toctou_len
+  uint32_t toctou_region;      // tests: see memifgo_set_toctou_region
   memifgo_region_t reg[256];
   memifgo_q_t q[]; // rx queues, then tx queues
 } memifgo_guard_t;
@@ -395,7 +396,21 @@ memifgo_rx_pre (const memifgo_guard_t *g, memifgo_q_t *q, uint16_t count)
     for (i = 0; i < count; i++)
       if (memifgo_desc (g, q, q->cur + i)->region >= n)
 	memifgo_repair (g, q, q->cur + i, ~0u); // post-check drops it as bad
+  if (MEMIFGO_UNLIKELY (g->toctou_region)) // tests: the rewrite lands now
+    for (i = 0; i < count; i++)
+      memifgo_desc (g, q, q->cur + i)->region
+	= (uint16_t) (g->toctou_region - 1);
   return count;
+}
+
+// Tests only: memifgo_rx_pre and a master's memifgo_alloc set the region
+// index of every slot they checked to region - 1 right after the check, as
+// a racing peer could (0: off). libmemif then indexes its region table with
+// it (regtable.h: the table holds any 16-bit index).
+static void
+memifgo_set_toctou_region (uintptr_t g, uint32_t region)
+{
+  ((memifgo_guard_t *) g)->toctou_region = region;
 }
 
 static inline void

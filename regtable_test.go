@@ -1,0 +1,65 @@
+//go:build linux && cgo
+
+package memif
+
+import (
+	"testing"
+	"unsafe"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// libmemif's region table, on both sides, is one of regtable.c's
+// reservations: any 16-bit region index reads inside it, and what lies past
+// libmemif's entries is kernel zeroes (a NULL region address).
+func TestHostileRegionTableHoldsAnyIndex(t *testing.T) {
+	p := hostilePair(t)
+	for _, c := range []*Conn{p.master, p.slave} {
+		d, err := c.Details()
+		require.NoError(t, err)
+		require.NotEmpty(t, d.Regions)
+		table, reach := regionTable(d.Regions[0].Addr)
+		require.NotNil(t, table, "master %v: libmemif's region table is not a regtable.c block", d.IsMaster)
+		require.GreaterOrEqual(t, reach, uintptr(regionTableReach))
+		last := unsafe.Slice((*byte)(unsafe.Add(table, 65535*regionTableEntry)), regionTableEntry)
+		assert.Equal(t, make([]byte, regionTableEntry), last, "entry 65535 reads as zeroes")
+	}
+}
+
+// The race the table's reach answers, made deterministic: right after the
+// receiver's pre-check, every descriptor it checked gets region index 65535
+// (setTOCTOURegion). libmemif reads entry 65535 of its region table (inside
+// the reservation, zeroes), the post-check drops and counts every packet,
+// the process lives, and packets after it flow and verify. Without
+// regtable.c this read lands 2 MiB past a small heap block: a SIGSEGV, or
+// an ASan report under ./build.sh asan.
+func TestHostileRegionIndexAfterCheck(t *testing.T) {
+	for _, dir := range []string{"slave receives", "master receives"} {
+		t.Run(dir, func(t *testing.T) {
+			p := hostilePair(t)
+			from, to := p.master, p.slave
+			if dir == "master receives" {
+				from, to = p.slave, p.master
+			}
+			require.NotNil(t, to.ringDesc(false, 0, 0), "ring layout not found")
+			s, r := newSender(t, from), newReceiver(t, to)
+			flow(t, s, r, 2)
+			before, err := to.DescriptorStats(0)
+			require.NoError(t, err)
+			seqs, _ := s.send(100, 200, 300, 400, 500, 600, 700, 800) // one buffer each
+			to.setTOCTOURegion(65535)
+			n, _, err := to.RefillRxBurst(0, r.refill, 0, r.bufs, r.bufs.Cap())
+			to.setTOCTOURegion(-1)
+			require.NoError(t, err)
+			require.Zero(t, n, "a buffer of region 65535 was handed out")
+			r.refill = 0
+			after, err := to.DescriptorStats(0)
+			require.NoError(t, err)
+			assert.Equal(t, uint64(len(seqs)), after.RxBadDescriptors-before.RxBadDescriptors)
+			assert.Equal(t, uint64(len(seqs)), after.RxDropped-before.RxDropped)
+			flow(t, s, r, 100) // several rings' worth: every dropped slot came back
+			r.done()
+		})
+	}
+}

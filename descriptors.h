@@ -9,7 +9,8 @@
 // (region index; on a master's tx ring also the length its allocator trusts)
 // and, after the call, every memif_buffer_t it produced (data inside a region
 // of this session, length within the buffer size), because the peer can
-// rewrite a descriptor between the two.
+// rewrite a descriptor between the two. libmemif's own read of a region
+// index rewritten in between stays inside its table: regtable.h.
 #ifndef MEMIF_GO_DESCRIPTORS_H
 #define MEMIF_GO_DESCRIPTORS_H
 
@@ -725,9 +726,16 @@ memifgo_alloc (uintptr_t conn, const memifgo_guard_t *g, memifgo_q_t *q,
   uint32_t n = 0; // wide: a raced packet may take up to 65535 slots, n must not wrap
   uint16_t i, n16 = 0;
   int err = MEMIF_ERR_SUCCESS;
-  if (MEMIFGO_UNLIKELY (g->toctou_len) && g->master && q->ring)
+  if (MEMIFGO_UNLIKELY (g->toctou_len | g->toctou_region) && g->master
+      && q->ring)
     for (i = q->cur; i != *memifgo_head (q); i++) // tests: the rewrite lands now
-      memifgo_desc (g, q, i)->length = g->toctou_len;
+      {
+	volatile memifgo_desc_t *d = memifgo_desc (g, q, i);
+	if (g->toctou_len)
+	  d->length = g->toctou_len;
+	if (g->toctou_region)
+	  d->region = (uint16_t) (g->toctou_region - 1);
+      }
   if (!worst && !q->stop)
     {
       err = memif_buffer_alloc ((void *) conn, qid, b, count, &n16, size);

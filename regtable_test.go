@@ -63,3 +63,48 @@ func TestHostileRegionIndexAfterCheck(t *testing.T) {
 		})
 	}
 }
+
+// The same on a master's allocation, which reads the slave's descriptors:
+// rewritten to region 65535 right after the pre-check, the buffer libmemif
+// computes from entry 65535 (zeroes) comes back emptied and counted, the
+// slave drops the slot it gets back, and traffic after it verifies.
+func TestHostileRegionIndexAfterMasterAllocCheck(t *testing.T) {
+	p := hostilePair(t)
+	s, r := newSender(t, p.master), newReceiver(t, p.slave)
+	flow(t, s, r, 2)
+	whole, err := NewBuffers(1 << 8) // the whole ring: one memif_buffer_alloc call
+	require.NoError(t, err)
+	defer whole.Free()
+	cur, _ := p.master.ringIndex(true, 0)
+	saved := make([]ringDesc, 1<<8)
+	for k := range saved {
+		saved[k] = *p.master.ringDesc(true, 0, cur+uint16(k))
+	}
+	before, err := p.master.DescriptorStats(0)
+	require.NoError(t, err)
+	slave0, err := p.slave.DescriptorStats(0)
+	require.NoError(t, err)
+	p.master.setTOCTOURegion(65535)
+	n, err := p.master.BufferAlloc(0, whole, 1, 100)
+	p.master.setTOCTOURegion(-1)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.Zero(t, whole.Len(0), "emptied, not pointing outside the regions")
+	after, err := p.master.DescriptorStats(0)
+	require.NoError(t, err)
+	require.Equal(t, before.TxBadDescriptors+1, after.TxBadDescriptors)
+	sent, err := p.master.TxBurst(0, whole, 1) // the slot goes back, empty
+	require.NoError(t, err)
+	require.Equal(t, 1, sent)
+	for k := 1; k < len(saved); k++ { // the free slots the test rewrote: as the slave left them
+		*p.master.ringDesc(true, 0, cur+uint16(k)) = saved[k]
+	}
+	flow(t, s, r, 100)
+	st, err := p.slave.DescriptorStats(0)
+	require.NoError(t, err)
+	// The sent slot still names region 65535: the slave's own pre-check
+	// drops it as bad (and repairs it).
+	require.Equal(t, slave0.RxBadDescriptors+1, st.RxBadDescriptors)
+	require.Equal(t, slave0.RxDropped+1, st.RxDropped)
+	r.done()
+}

@@ -115,6 +115,8 @@ memifgo_regtable_realloc (void *p, size_t size)
   if (p == NULL)
     return map_new (size);
   blk_t *b = hdr (p);
+  if (b->magic != MAGIC_HEAP && b->magic != MAGIC_MAP)
+    return NULL; // not ours (never happens): libmemif reports no memory
   size_t old = usable (b);
   if (b->magic == MAGIC_MAP && size <= old)
     return p; // the reservation already holds it: no copy, same address

@@ -162,6 +162,15 @@ func (c *Conn) setTOCTOULength(n, skip uint32) {
 	}
 }
 
+// setTOCTOURegion makes rx bursts (and a master's allocations) find the
+// region index of every descriptor they checked rewritten to region right
+// after the check (negative: off), as a racing peer could: tests only.
+func (c *Conn) setTOCTOURegion(region int) {
+	if l := c.link.Load(); l != nil && l.guard != 0 {
+		C.memifgo_set_toctou_region(l.guard, C.uint32_t(region+1))
+	}
+}
+
 // ringDesc is memif_desc_t in shared memory: tests play a hostile peer by
 // writing to it.
 type ringDesc struct {

@@ -9,7 +9,8 @@
 // (region index; on a master's tx ring also the length its allocator trusts)
 // and, after the call, every memif_buffer_t it produced (data inside a region
 // of this session, length within the buffer size), because the peer can
-// rewrite a descriptor between the two.
+// rewrite a descriptor between the two. libmemif's own read of a region
+// index rewritten in between stays inside its table: regtable.h.
 #ifndef MEMIF_GO_DESCRIPTORS_H
 #define MEMIF_GO_DESCRIPTORS_H
 
@@ -73,6 +74,7 @@ typedef struct
   uint32_t minseg;  // master: shortest tx buffer accepted until a queue learns its own (seg)
   uint32_t desc_off, tail_off; // ring layout: desc[0] and tail from the ring start
   uint32_t toctou_len, toctou_skip; // tests: see memifgo_set_toctou_len
+  uint32_t toctou_region;	     // tests: see memifgo_set_toctou_region
   memifgo_region_t reg[256];
   memifgo_q_t q[]; // rx queues, then tx queues
 } memifgo_guard_t;
@@ -395,7 +397,21 @@ memifgo_rx_pre (const memifgo_guard_t *g, memifgo_q_t *q, uint16_t count)
     for (i = 0; i < count; i++)
       if (memifgo_desc (g, q, q->cur + i)->region >= n)
 	memifgo_repair (g, q, q->cur + i, ~0u); // post-check drops it as bad
+  if (MEMIFGO_UNLIKELY (g->toctou_region)) // tests: the rewrite lands now
+    for (i = 0; i < count; i++)
+      memifgo_desc (g, q, q->cur + i)->region
+	= (uint16_t) (g->toctou_region - 1);
   return count;
+}
+
+// Tests only: memifgo_rx_pre and a master's memifgo_alloc set the region
+// index of every slot they checked to region - 1 right after the check, as
+// a racing peer could (0: off). libmemif then indexes its region table with
+// it (regtable.h: the table holds any 16-bit index).
+static void
+memifgo_set_toctou_region (uintptr_t g, uint32_t region)
+{
+  ((memifgo_guard_t *) g)->toctou_region = region;
 }
 
 static inline void
@@ -737,13 +753,20 @@ memifgo_alloc_keep (uintptr_t conn, const memifgo_guard_t *g, memifgo_q_t *q,
   uint32_t n = 0; // wide: a raced packet may take up to 65535 slots, n must not wrap
   uint16_t i, n16 = 0;
   int err = MEMIF_ERR_SUCCESS;
-  if (MEMIFGO_UNLIKELY (g->toctou_len) && g->master && q->ring)
+  if (MEMIFGO_UNLIKELY (g->toctou_len | g->toctou_region) && g->master
+      && q->ring)
     {
       if (g->toctou_skip) // tests: the guard is theirs to write
 	((memifgo_guard_t *) g)->toctou_skip--;
       else
 	for (i = q->cur; i != *memifgo_head (q); i++) // the rewrite lands now
-	  memifgo_desc (g, q, i)->length = g->toctou_len;
+	  {
+	    volatile memifgo_desc_t *d = memifgo_desc (g, q, i);
+	    if (g->toctou_len)
+	      d->length = g->toctou_len;
+	    if (g->toctou_region)
+	      d->region = (uint16_t) (g->toctou_region - 1);
+	  }
     }
   if (!worst && !q->stop)
     {

@@ -165,6 +165,7 @@ func CreateSocket(args *SocketArgs) (*Socket, error) {
 	var ca C.memif_socket_args_t
 	copyCString(ca.path[:], a.Path)
 	copyCString(ca.app_name[:], a.AppName)
+	useRegionTableAllocator(&ca)
 	s.mu.Lock()
 	code := C.memifgo_create_socket(&s.h, &ca, C.uintptr_t(s.handle))
 	err = s.finish(op, code)

@@ -340,9 +340,16 @@ chk_rx_step (rxq_t *r)
 		       cfg.burst, 0, r->dst, (uint32_t) cfg.burst * cfg.bufsize + cfg.size,
 		       r->offs, cfg.burst, seg);
       int flags = res >> 48 & 0xff, n = res & 0xffff, first = 0;
-      if (chk_code (res) || (flags & MEMIFGO_FP_BIG))
+      if (chk_code (res))
 	{
 	  chk_fail ("memifgo_copy_rx", res);
+	  return 0;
+	}
+      if (flags & MEMIFGO_FP_BIG) // CopyRx's ErrOversizedBuffer: the Go twin stops too
+	{
+	  fprintf (stderr, "memif_bench_c_checks: memifgo_copy_rx dropped a packet that failed the checks\n");
+	  failed = 1;
+	  atomic_store (&stop_flag, 1);
 	  return 0;
 	}
       if (r->cont && n > 0)

@@ -125,7 +125,7 @@ func extraRule() string {
 // C+checks' are Go/(C+chk) and (C+chk)/C, the split of Go/C.
 func (t *extra) titles() string {
 	if t.key == "cchecks" {
-		return fmt.Sprintf(extraHeader, "C+checks", "Go/(C+chk)", "(C+chk)/C", "C+chk perCPU")
+		return fmt.Sprintf(extraHeader, "C+checks", "Go/(C+chk)", "(C+chk)/C", "chk per CPU")
 	}
 	return fmt.Sprintf(extraHeader, "gomemif", "gm/C", "gm/Go", "gm per CPU")
 }

@@ -78,9 +78,12 @@ case "$cmd" in
     mkdir -p bin docs
     # shellcheck disable=SC2086 # the flags are several words
     cc -O2 -o bin/memif_bench_c bench/c/memif_bench.c $CGO_CFLAGS $CGO_LDFLAGS -lmemif -lpthread
+    # The same twin calling the binding's C layer per burst (bench/c/checks.h): splits Go/C.
+    # shellcheck disable=SC2086
+    cc -O2 -DMEMIF_BENCH_CHECKS -o bin/memif_bench_c_checks bench/c/memif_bench.c own.c $CGO_CFLAGS $CGO_LDFLAGS -lmemif -lpthread
     # Built in the examples module, run from here: their default paths are this folder's.
     (cd examples && go build -o ../bin/ ./bench ./bench/compare ./bench/plot)
-    bin/compare -go bin/bench -c bin/memif_bench_c -out bench/results.json "$@"
+    bin/compare -go bin/bench -c bin/memif_bench_c -cchecks bin/memif_bench_c_checks -out bench/results.json "$@"
     bin/plot -in bench/results.json -out docs/bench.png
     ;;
   soak)

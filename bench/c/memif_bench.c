@@ -3,6 +3,11 @@
 // can run the two alternately and compare.
 //
 //   cc -O2 -o bin/memif_bench_c bench/c/memif_bench.c -lmemif -lpthread
+//
+// With -DMEMIF_BENCH_CHECKS (and own.c linked in) every burst goes through
+// the binding's C layer instead of libmemif directly (checks.h):
+//
+//   cc -O2 -DMEMIF_BENCH_CHECKS -o bin/memif_bench_c_checks bench/c/memif_bench.c own.c -lmemif -lpthread
 //   memif_bench_c -size 64 -burst 64 -threads 1 -duration 2s -json
 #define _GNU_SOURCE
 #include <errno.h>
@@ -22,6 +27,15 @@
 #include <libmemif.h>
 
 #define MAXQ 16
+
+#ifdef MEMIF_BENCH_CHECKS
+#define IMPL "c+checks"
+static int chk_connect (memif_conn_handle_t conn);
+static void chk_register (memif_conn_handle_t c, int master);
+static int chk_nrx (memif_conn_handle_t c);
+#else
+#define IMPL "c"
+#endif
 
 typedef struct
 {
@@ -85,10 +99,20 @@ on_connect (memif_conn_handle_t conn, void *ctx)
 {
   // What the binding does before OnConnect (refill every rx queue), then
   // what the Go twin's OnConnect does (busy polling: no eventfd writes).
+#ifdef MEMIF_BENCH_CHECKS
+  int err = chk_connect (conn); // the binding's own way, through its guard
+  if (err)
+    fail ("building the guard", err);
+#endif
   for (int q = 0; q < cfg.queues; q++)
     {
+#ifdef MEMIF_BENCH_CHECKS
+      if (q >= chk_nrx (conn))
+	break; // fewer queues granted
+#else
       if (memif_refill_queue (conn, q, -1, 0) != MEMIF_ERR_SUCCESS)
 	break; // fewer queues granted
+#endif
       memif_set_rx_mode (conn, MEMIF_RX_MODE_POLLING, q);
     }
   atomic_fetch_add (&connected, 1);
@@ -136,7 +160,12 @@ create_conn_id (memif_conn_handle_t *c, int master, uint32_t id)
   a.buffer_size = cfg.bufsize;
   a.log2_ring_size = cfg.log2ring;
   strncpy ((char *) a.interface_name, "bench", sizeof (a.interface_name) - 1);
-  return memif_create (c, &a, on_connect, on_disconnect, NULL, NULL);
+  int err = memif_create (c, &a, on_connect, on_disconnect, NULL, NULL);
+#ifdef MEMIF_BENCH_CHECKS
+  if (err == MEMIF_ERR_SUCCESS)
+    chk_register (*c, master);
+#endif
+  return err;
 }
 
 static int
@@ -154,6 +183,13 @@ typedef struct
   memif_buffer_t *bufs;
   uint64_t seq;
   uint8_t *src; // copy workload: burst whole frames
+#ifdef MEMIF_BENCH_CHECKS
+  uintptr_t g;	 // the connection's guard
+  uint32_t *caps; // Buffers.caps: each allocation's length
+  int32_t *offs;  // copy: packet i is src[offs[i]:offs[i+1]]
+  uint16_t cap;	 // descriptors in bufs (the ring, as examples/bench)
+  uint16_t n;	 // allocated by the last call, filled and sent by the next
+#endif
 } txq_t;
 
 typedef struct
@@ -165,11 +201,42 @@ typedef struct
   uint64_t next, lost;
   int cont;
   uint8_t *dst;
+#ifdef MEMIF_BENCH_CHECKS
+  uintptr_t g;
+  int32_t *offs; // copy: packet i is dst[offs[i]:offs[i+1]]
+#endif
 } rxq_t;
+
+static void
+rx_see (rxq_t *r, const uint8_t *hdr)
+{
+  uint64_t seq;
+  memcpy (&seq, hdr, 8);
+  if (seq > r->next)
+    r->lost += seq - r->next;
+  r->next = seq + 1;
+}
+
+typedef struct
+{
+  memif_conn_handle_t a, b;
+  memif_buffer_t *rx, *tx;
+  uint32_t pend, ntx;
+#ifdef MEMIF_BENCH_CHECKS
+  uintptr_t ga, gb;
+#endif
+} fwd_t;
+
+#ifdef MEMIF_BENCH_CHECKS
+#include "checks.h"
+#endif
 
 static int
 tx_step (txq_t *t)
 {
+#ifdef MEMIF_BENCH_CHECKS
+  return chk_tx_step (t);
+#endif
   uint16_t n = 0, sent = 0;
   int err, pkts = 0, i;
   if (t->src)
@@ -222,19 +289,12 @@ tx_step (txq_t *t)
   return pkts;
 }
 
-static void
-rx_see (rxq_t *r, const uint8_t *hdr)
-{
-  uint64_t seq;
-  memcpy (&seq, hdr, 8);
-  if (seq > r->next)
-    r->lost += seq - r->next;
-  r->next = seq + 1;
-}
-
 static int
 rx_step (rxq_t *r)
 {
+#ifdef MEMIF_BENCH_CHECKS
+  return chk_rx_step (r);
+#endif
   uint16_t n = 0;
   int err, pkts = 0, i;
   if (r->dst)
@@ -480,16 +540,12 @@ out:
 // the other connection (runs of equal length per allocation, chains cut to
 // its buffers), copy, send, refill what went out. Packets the tx ring
 // cannot take stay received for the next step (backpressure, no loss).
-typedef struct
-{
-  memif_conn_handle_t a, b;
-  memif_buffer_t *rx, *tx;
-  uint32_t pend, ntx;
-} fwd_t;
-
 static int
 fwd_step (fwd_t *f)
 {
+#ifdef MEMIF_BENCH_CHECKS
+  return chk_fwd_step (f);
+#endif
   uint16_t n = 0, got, sent = 0;
   uint32_t i = 0, nb = 0, pkts = 0, e, len, run, p, k;
   int err = memif_rx_burst (f->a, 0, f->rx + f->pend, cfg.burst - f->pend, &n);
@@ -669,6 +725,10 @@ init_tx (txq_t *t, memif_conn_handle_t c, int q)
       for (size_t i = 0; i < (size_t) cfg.burst * cfg.size; i++)
 	t->src[i] = (uint8_t) i;
     }
+#ifdef MEMIF_BENCH_CHECKS
+  free (t->bufs);
+  chk_init_tx (t);
+#endif
 }
 
 static void
@@ -680,6 +740,10 @@ init_rx (rxq_t *r, memif_conn_handle_t c, int q)
   r->bufs = calloc (cfg.burst, sizeof (memif_buffer_t));
   if (cfg.workload_copy)
     r->dst = malloc ((size_t) cfg.burst * cfg.bufsize + cfg.size);
+#ifdef MEMIF_BENCH_CHECKS
+  free (r->bufs);
+  chk_init_rx (r);
+#endif
 }
 
 static void
@@ -804,6 +868,14 @@ int
 main (int argc, char **argv)
 {
   parse_flags (argc, argv);
+#ifdef MEMIF_BENCH_CHECKS
+  if (cfg.socket || cfg.pingpong)
+    {
+      // compare shows n/a: the variant mirrors the loopback throughput loops
+      fprintf (stderr, "memif_bench_c_checks: -socket and -pingpong are not mirrored (loopback throughput only)\n");
+      return 3;
+    }
+#endif
   char path[108];
   const char *mode = "loopback";
   if (cfg.socket)
@@ -890,6 +962,11 @@ main (int argc, char **argv)
       fwd.rx = calloc (cfg.burst, sizeof (memif_buffer_t));
       // A whole ring: every packet fits, chained to the slave's buffers.
       fwd.tx = calloc (1u << cfg.log2ring, sizeof (memif_buffer_t));
+#ifdef MEMIF_BENCH_CHECKS
+      free (fwd.rx);
+      free (fwd.tx);
+      chk_init_fwd (&fwd);
+#endif
       jobs[nj++] = (job_t){ .kind = 5, .tx = txs, .rx = rxs, .fwd = &fwd };
     }
   else if (cfg.pingpong)
@@ -968,6 +1045,9 @@ main (int argc, char **argv)
   pthread_join (ctl, NULL);
   for (int q = 0; q < cfg.queues; q++)
     lost_total += rxs[q].lost;
+#ifdef MEMIF_BENCH_CHECKS
+  chk_finish ();
+#endif
   if (fwa)
     memif_delete (&fwa);
   if (fwb)
@@ -976,6 +1056,9 @@ main (int argc, char **argv)
     memif_delete (&rxc);
   memif_delete (&txc);
   memif_delete_socket (&sock);
+#ifdef MEMIF_BENCH_CHECKS
+  chk_free ();
+#endif
   if (failed)
     return 1;
 
@@ -986,7 +1069,7 @@ main (int argc, char **argv)
   double cpus = atomic_load (&cpu_ns) / 1e9, per_cpu = cpus > 0 ? rx / (cpus / nj) / 1e6 : 0;
   if (cfg.json)
     {
-      printf ("{\"impl\":\"c\",\"mode\":\"%s\",\"workload\":\"%s\",\"threads\":%d,\"size\":%d,"
+      printf ("{\"impl\":\"" IMPL "\",\"mode\":\"%s\",\"workload\":\"%s\",\"threads\":%d,\"size\":%d,"
 	      "\"burst\":%d,\"queues\":%d,\"pingpong\":%s,\"duration_s\":%.9f,\"tx_packets\":%" PRIu64
 	      ",\"packets\":%" PRIu64 ",\"mpps\":%.6f,\"gbps\":%.6f,\"cpu_s\":%.6f,"
 	      "\"mpps_per_cpu\":%.6f,\"lost\":%" PRIu64,

@@ -1,10 +1,13 @@
 // Command compare runs the Go bench and its C twin alternately (Go, C, Go,
 // C, ...) on the same scenarios, prints median against median, and writes
 // every run to a JSON file for the plot program. ./build.sh bench runs it.
-// With -gomemif, a driver of GoVPP's pure-Go gomemif with the same flags and
-// JSON runs as a third implementation in the same rounds (gomemif.go).
+// Optional implementations with the same flags and JSON run in the same
+// rounds (extra.go): -cchecks, the C twin calling the binding's C layer per
+// burst (bin/memif_bench_c_checks), which splits each Go/C ratio into
+// Go/(C+checks) and (C+checks)/C; -gomemif, a driver of GoVPP's pure-Go
+// gomemif.
 //
-//	compare -go bin/bench -c bin/memif_bench_c -pairs 5 -duration 2s -out bench/results.json
+//	compare -go bin/bench -c bin/memif_bench_c -cchecks bin/memif_bench_c_checks -pairs 5 -duration 2s -out bench/results.json
 package main
 
 import (
@@ -15,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -43,7 +47,9 @@ type outcome struct {
 	CPerCPU  float64 `json:"c_mpps_per_cpu_median,omitempty"`
 	GoP99    float64 `json:"go_p99,omitempty"`
 	CP99     float64 `json:"c_p99,omitempty"`
-	third
+	// The optional implementations: JSON keys of their own (MarshalJSON).
+	Gomemif extra `json:"-"`
+	CChecks extra `json:"-"`
 }
 
 type point struct {
@@ -66,6 +72,8 @@ type results struct {
 	Sweeps        map[string][]point `json:"sweeps"` // "size" and "burst": median Mpps
 	// Gomemif is the -gomemif driver's path, empty when it did not run.
 	Gomemif string `json:"gomemif_driver,omitempty"`
+	// CChecks is the -cchecks binary's path, empty when it did not run.
+	CChecks string `json:"cchecks_binary,omitempty"`
 }
 
 func main() {
@@ -78,7 +86,14 @@ func main() {
 	cpus := flag.String("cpus", defaultCPUs(), "CPUs for the two worker threads of both twins in 2-thread scenarios (bench -cpus)")
 	out := flag.String("out", "bench/results.json", "write all runs here")
 	gmBin := flag.String("gomemif", "", "also run this gomemif driver (same flags and JSON) in every round it supports")
+	ccBin := flag.String("cchecks", "", "also run this C twin built with the binding's checks (memif_bench_c_checks) in every round it supports")
+	only := flag.String("run", "", "only the scenarios whose name matches this regular expression (short checks; ./build.sh bench runs all)")
 	flag.Parse()
+	onlyRE, err := regexp.Compile(*only)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "compare: -run:", err)
+		os.Exit(2)
+	}
 
 	common := []string{"-json", "-duration", dur.String()}
 	// Two busy threads are pinned apart (unpinned, a loaded box may run both
@@ -100,9 +115,12 @@ func main() {
 		{"64B pingpong p50 latency (ns)", pinned("-size", "64", "-pingpong"), "p50", 1.1},
 	}
 	res := results{Machine: machine(*goBin), Command: "./build.sh bench", Pairs: *pairs, Duration: dur.String(),
-		SweepPairs: *sweepPairs, SweepDuration: sweepDur.String(), Sweeps: map[string][]point{}, Gomemif: *gmBin}
+		SweepPairs: *sweepPairs, SweepDuration: sweepDur.String(), Sweeps: map[string][]point{}, Gomemif: *gmBin, CChecks: *ccBin}
 	for _, s := range scen {
-		o := outcome{scenario: s}
+		if !onlyRE.MatchString(s.Name) {
+			continue
+		}
+		o := outcome{scenario: s, Gomemif: newGomemif(), CChecks: newCChecks()}
 		for i := 0; i < *pairs; i++ {
 			for _, bin := range []string{*goBin, *cBin} { // A B A B ...
 				r, err := runOne(bin, append(slices.Clone(common), s.Args...))
@@ -116,8 +134,11 @@ func main() {
 					o.C = append(o.C, r)
 				}
 			}
-			if *gmBin != "" { // A B G A B G ...
-				o.third.run(*gmBin, append(slices.Clone(common), s.Args...), s.Name)
+			if *ccBin != "" { // A B K (G) A B K (G) ...
+				o.CChecks.run(*ccBin, append(slices.Clone(common), s.Args...), s.Name)
+			}
+			if *gmBin != "" {
+				o.Gomemif.run(*gmBin, append(slices.Clone(common), s.Args...), s.Name)
 			}
 			status("%s: %d/%d pairs", s.Name, i+1, *pairs)
 		}
@@ -130,7 +151,8 @@ func main() {
 			o.Met = o.Ratio >= s.Target
 			o.GoPerCPU, o.CPerCPU = median(o.Go, "mpps_per_cpu"), median(o.C, "mpps_per_cpu")
 		}
-		o.third.summarize(s.Metric)
+		o.CChecks.summarize(s.Metric, o.GoMedian, o.CMedian)
+		o.Gomemif.summarize(s.Metric, o.GoMedian, o.CMedian)
 		res.Scenarios = append(res.Scenarios, o)
 	}
 	if *sweepPairs > 0 {
@@ -146,7 +168,7 @@ func main() {
 			for _, x := range sw.xs {
 				args := append(append(slices.Clone(sc), sw.fixed...), sw.flag, fmt.Sprint(x))
 				var g, c []map[string]any
-				var gm third
+				gm := newGomemif()
 				for i := 0; i < *sweepPairs; i++ {
 					rg, err := runOne(*goBin, args)
 					if err == nil {
@@ -164,8 +186,8 @@ func main() {
 						gm.run(*gmBin, args, fmt.Sprintf("sweep %s=%d", sw.name, x))
 					}
 				}
-				gm.summarize("mpps")
-				res.Sweeps[sw.name] = append(res.Sweeps[sw.name], point{X: x, Go: median(g, "mpps"), C: median(c, "mpps"), Gomemif: gm.GomemifMedian})
+				gm.summarize("mpps", median(g, "mpps"), median(c, "mpps"))
+				res.Sweeps[sw.name] = append(res.Sweeps[sw.name], point{X: x, Go: median(g, "mpps"), C: median(c, "mpps"), Gomemif: gm.Median})
 				status("sweep %s %d", sw.name, x)
 			}
 		}
@@ -266,20 +288,35 @@ func median(runs []map[string]any, metric string) float64 {
 }
 
 func printTable(res results) {
-	gm := res.Gomemif != ""
-	fmt.Printf("%d Go/C pairs of %s each, alternating%s; medians. Per CPU: Mpps per second of worker-thread CPU time.\n\n",
-		res.Pairs, res.Duration, map[bool]string{true: ", each pair followed by a gomemif run"}[gm])
-	// extra is the gomemif columns (none without -gomemif), after a row's own.
-	extra := func(f func() string) string {
-		if gm {
-			return f()
-		}
-		return ""
+	gm, cc := res.Gomemif != "", res.CChecks != ""
+	also := ""
+	switch {
+	case gm && cc:
+		also = ", each pair followed by a C+checks and a gomemif run"
+	case cc:
+		also = ", each pair followed by a C+checks run"
+	case gm:
+		also = ", each pair followed by a gomemif run"
 	}
+	fmt.Printf("%d Go/C pairs of %s each, alternating%s; medians. Per CPU: Mpps per second of worker-thread CPU time.\n\n",
+		res.Pairs, res.Duration, also)
+	// extras are the optional columns after a row's own: C+checks, then
+	// gomemif, each only when it ran.
+	extras := func(o *outcome, f func(e *extra) string) string {
+		var b strings.Builder
+		if cc {
+			b.WriteString(f(&o.CChecks))
+		}
+		if gm {
+			b.WriteString(f(&o.Gomemif))
+		}
+		return b.String()
+	}
+	head := outcome{Gomemif: newGomemif(), CChecks: newCChecks()}
 	fmt.Printf("| %-36s | %11s | %11s | %6s | %-14s | %-21s |%s\n", "scenario", "Go", "C", "Go/C", "target", "per CPU: Go, C, Go/C",
-		extra(func() string { return fmt.Sprintf(gomemifHeader, "gomemif", "gm/C", "gm/Go", "gm per CPU") }))
+		extras(&head, (*extra).titles))
 	fmt.Printf("|%s|%s|%s|%s|%s|%s|%s\n", strings.Repeat("-", 38), strings.Repeat("-", 13), strings.Repeat("-", 13),
-		strings.Repeat("-", 8), strings.Repeat("-", 16), strings.Repeat("-", 23), extra(gomemifRule))
+		strings.Repeat("-", 8), strings.Repeat("-", 16), strings.Repeat("-", 23), extras(&head, func(*extra) string { return extraRule() }))
 	for _, o := range res.Scenarios {
 		tgt := fmt.Sprintf(">= %.2f", o.Target)
 		if o.Metric == "p50" {
@@ -294,15 +331,19 @@ func printTable(res results) {
 			perCPU = fmt.Sprintf("%.1f, %.1f, %.3f", o.GoPerCPU, o.CPerCPU, o.GoPerCPU/o.CPerCPU)
 		}
 		fmt.Printf("| %-36s | %11s | %11s | %6.3f | %-7s %-6s | %-21s |%s\n", o.Name, unit(o.GoMedian, o.Metric),
-			unit(o.CMedian, o.Metric), o.Ratio, tgt, mark, perCPU, extra(func() string { return gomemifCells(o) }))
+			unit(o.CMedian, o.Metric), o.Ratio, tgt, mark, perCPU, extras(&o, func(e *extra) string { return e.cells(o.Metric, o.GoMedian) }))
 		if o.Metric == "p50" {
 			fmt.Printf("| %-36s | %11s | %11s | %6.3f | %-14s | %-21s |%s\n", "64B pingpong p99 latency (ns)",
 				unit(o.GoP99, "p99"), unit(o.CP99, "p99"), o.GoP99/o.CP99, "(none)", "",
-				extra(func() string { return fmt.Sprintf(gomemifHeader, "n/a", "", "", "") }))
+				extras(&o, func(*extra) string { return fmt.Sprintf(extraHeader, "n/a", "", "", "") }))
 		}
 	}
 	if len(res.Sweeps) > 0 {
-		fmt.Printf("\nsweeps (1 thread, zerocopy, median Mpps Go / C%s):\n", extra(func() string { return " / gomemif (-: n/a)" }))
+		sw := ""
+		if gm {
+			sw = " / gomemif (-: n/a)"
+		}
+		fmt.Printf("\nsweeps (1 thread, zerocopy, median Mpps Go / C%s):\n", sw)
 		for _, name := range []string{"size", "burst"} {
 			var parts []string
 			for _, p := range res.Sweeps[name] {

@@ -421,8 +421,11 @@ memifgo_tx_alloc_in (uintptr_t conn, uintptr_t g_, uint16_t qid,
   uint16_t tx = 0, n = 0, i;
   uint32_t bad = 0;
   int err;
-  for (i = 0; i < ntx; i++) // branch-free: this runs per buffer
-    bad |= b[i].len > caps[i];
+  uint16_t rel = q->rel;
+  // One branch-free pass per buffer: lengths within what was allocated, and
+  // the descriptor indexes memifgo_tx_check would otherwise walk again.
+  for (i = 0; i < ntx; i++)
+    bad |= (b[i].len > caps[i]) | (b[i].desc_index != (uint16_t) (rel + i));
   if (bad)
     for (i = 0; i < ntx; i++)
       if (b[i].len > caps[i])
@@ -432,7 +435,7 @@ memifgo_tx_alloc_in (uintptr_t conn, uintptr_t g_, uint16_t qid,
 	}
   if (ntx)
     {
-      err = memifgo_send (conn, g, q, qid, b, ntx, &tx);
+      err = memifgo_send_in (conn, g, q, qid, b, ntx, &tx, !bad);
       if (err != MEMIF_ERR_SUCCESS)
 	return MEMIFGO_FP (err, MEMIFGO_FP_TX, 0, tx);
     }

@@ -379,10 +379,12 @@ memifgo_repair (const memifgo_guard_t *g, const memifgo_q_t *q, uint16_t slot,
   d->length = len; // flags stay: a chain must still end where the peer ended it
 }
 
-// Before memif_rx_burst: the count slots it will read must name a region of
-// ours (libmemif indexes its region table with it). Returns how many slots
-// were checked: rx_burst is then asked for no more, so a slot the peer
-// publishes meanwhile is not read unchecked.
+// Before memif_rx_burst: how many slots it may read. libmemif indexes its
+// region table with each slot's region index, read from shared memory; no
+// check here could stop a peer rewriting it just after, so the table itself
+// holds any 16-bit index (regtable.h) and the post-check drops the buffer a
+// bad index gives (memifgo_mark_drop repairs a slave's slot). rx_burst is
+// asked for no more than were published when we looked.
 static inline uint16_t
 memifgo_rx_pre (const memifgo_guard_t *g, memifgo_q_t *q, uint16_t count)
 {
@@ -392,11 +394,6 @@ memifgo_rx_pre (const memifgo_guard_t *g, memifgo_q_t *q, uint16_t count)
   uint16_t avail = last - q->cur, i;
   if (avail < count)
     count = avail;
-  uint32_t n = g->nregions, bad = memifgo_scan_region (g, q, q->cur, count, n);
-  if (MEMIFGO_UNLIKELY (bad))
-    for (i = 0; i < count; i++)
-      if (memifgo_desc (g, q, q->cur + i)->region >= n)
-	memifgo_repair (g, q, q->cur + i, ~0u); // post-check drops it as bad
   if (MEMIFGO_UNLIKELY (g->toctou_region)) // tests: the rewrite lands now
     for (i = 0; i < count; i++)
       memifgo_desc (g, q, q->cur + i)->region
@@ -860,7 +857,8 @@ memifgo_slave_slot_addr (const memifgo_guard_t *g, const memifgo_q_t *q,
 // on it). 0, or MEMIFGO_ETX* with *at the buffer.
 static inline int
 memifgo_tx_check (const memifgo_guard_t *g, memifgo_q_t *q,
-		  const memif_buffer_t *b, uint16_t count, uint16_t *at)
+		  const memif_buffer_t *b, uint16_t count, uint16_t *at,
+		  int seq)
 {
   uint16_t pend = q->cur - q->rel, i;
   uint32_t bad = 0;
@@ -875,8 +873,9 @@ memifgo_tx_check (const memifgo_guard_t *g, memifgo_q_t *q,
       *at = pend;
       return MEMIFGO_ETXCOUNT;
     }
-  for (i = 0; i < count; i++) // branch-free: runs per packet
-    bad |= b[i].desc_index != (uint16_t) (q->rel + i);
+  if (!seq)
+    for (i = 0; i < count; i++) // branch-free: runs per packet
+      bad |= b[i].desc_index != (uint16_t) (q->rel + i);
   if (MEMIFGO_UNLIKELY (bad))
     for (i = 0; i < count; i++)
       if (b[i].desc_index != (uint16_t) (q->rel + i))
@@ -934,17 +933,19 @@ memifgo_tx_flush (uintptr_t conn, const memifgo_guard_t *g, memifgo_q_t *q,
     }
 }
 
-// memif_tx_burst under the guard: checked, flushed on rejection.
+// memif_tx_burst under the guard: checked, flushed on rejection. seq: the
+// caller already found b[i].desc_index == rel + i for every i.
 static inline int
-memifgo_send (uintptr_t conn, const memifgo_guard_t *g, memifgo_q_t *q,
-	      uint16_t qid, memif_buffer_t *b, uint16_t count, uint16_t *tx)
+memifgo_send_in (uintptr_t conn, const memifgo_guard_t *g, memifgo_q_t *q,
+		 uint16_t qid, memif_buffer_t *b, uint16_t count, uint16_t *tx,
+		 int seq)
 {
   uint16_t at = 0;
   int err;
   *tx = 0;
   if (!count)
     return MEMIF_ERR_SUCCESS;
-  if (MEMIFGO_UNLIKELY (err = memifgo_tx_check (g, q, b, count, &at)))
+  if (MEMIFGO_UNLIKELY (err = memifgo_tx_check (g, q, b, count, &at, seq)))
     {
       memifgo_tx_flush (conn, g, q, qid);
       *tx = at;
@@ -957,6 +958,13 @@ memifgo_send (uintptr_t conn, const memifgo_guard_t *g, memifgo_q_t *q,
     // libmemif then published the ring up to the buffer it refused.
     q->rel = g->master ? *memifgo_tail (g, q) : *memifgo_head (q);
   return err;
+}
+
+static inline int
+memifgo_send (uintptr_t conn, const memifgo_guard_t *g, memifgo_q_t *q,
+	      uint16_t qid, memif_buffer_t *b, uint16_t count, uint16_t *tx)
+{
+  return memifgo_send_in (conn, g, q, qid, b, count, tx, 0);
 }
 
 #endif // MEMIF_GO_DESCRIPTORS_H

@@ -92,7 +92,7 @@ run (int master, int strict)
       tq->cur += N;
       uint16_t at;
       t2 = now ();
-      int e = memifgo_tx_check (gd, tq, b, N, &at);
+      int e = memifgo_tx_check (gd, tq, b, N, &at, 0);
       double t3 = now ();
       tq->rel += N;
       if (e || good < N)

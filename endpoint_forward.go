@@ -79,8 +79,7 @@ func (q *Queue) Forward(ctx context.Context, to *Endpoint, txq int, wait time.Du
 		spin, noarm := time.Duration(0), false
 		switch q.mode {
 		case WaitAdaptive:
-			left := q.spin - time.Duration(slices)*spinSlice
-			spin, noarm = min(left, spinSlice), left > spinSlice
+			spin, noarm = q.adaptiveSlice(slices)
 		case WaitPoll:
 			spin, noarm = min(q.spin, spinSlice), true
 		}

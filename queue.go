@@ -82,8 +82,7 @@ func (q *Queue) receive(ctx context.Context, count bool) (n int, err error) {
 		spin, noarm := time.Duration(0), false
 		switch q.mode {
 		case WaitAdaptive:
-			left := q.spin - time.Duration(slices)*spinSlice
-			spin, noarm = min(left, spinSlice), left > spinSlice
+			spin, noarm = q.adaptiveSlice(slices)
 		case WaitPoll:
 			spin = q.spin
 		}
@@ -119,6 +118,14 @@ func (q *Queue) receive(ctx context.Context, count bool) (n int, err error) {
 		slices = 0
 		q.park(ctx, foreign)
 	}
+}
+
+// adaptiveSlice is WaitAdaptive's next wait in C after slices of them: at
+// most one slice, and noarm (leave the eventfd) on all but the last, so
+// the park after the last loses no wake-up.
+func (q *Queue) adaptiveSlice(slices int) (spin time.Duration, noarm bool) {
+	left := q.spin - time.Duration(slices)*spinSlice
+	return min(left, spinSlice), left > spinSlice
 }
 
 // park waits on the queue's eventfd (counted), ended also by ctx when it

@@ -215,28 +215,8 @@ func TestRxWaitHostileRing(t *testing.T) {
 	require.NoError(t, err)
 	defer bufs.Free()
 	dst, offs := make([]byte, 64*hostileBufSize), make([]int32, 65)
-	seqs, slots := s.send(100, 200)
-	_ = seqs
-	head := p.master.ringHead(false, 0) // the slave publishes S2M slots by head
-	require.NotNil(t, head)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		r := rand.New(rand.NewPCG(1, 2))
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			*head = uint16(r.Uint32())
-			d := p.master.ringDesc(false, 0, uint16(r.Uint32()))
-			attacks[r.IntN(len(attacks))].mut(d)
-			_ = slots
-		}
-	}()
+	s.send(100, 200)
+	stopScribble := scribble(t, p.master, 1)
 	refill := 0
 	for i := 0; i < 2000; i++ {
 		var n int
@@ -257,8 +237,7 @@ func TestRxWaitHostileRing(t *testing.T) {
 			}
 		}
 	}
-	close(stop)
-	wg.Wait()
+	stopScribble()
 	st, err := p.master.DescriptorStats(0)
 	require.NoError(t, err)
 	assert.Positive(t, st.RxBadDescriptors+st.RxDropped+st.RxEmpty, "bad descriptors counted")
@@ -313,4 +292,28 @@ func noLostWakeup(t *testing.T, mode WaitMode) {
 		}
 		assert.Greater(t, parks, uint64(count), "the handlers parked between packets")
 	}
+}
+
+// scribble races a hostile slave writing m's S2M ring 0 (its producer
+// index and random descriptors) until the returned stop is called.
+func scribble(t *testing.T, m *Conn, seed uint64) (stop func()) {
+	head := m.ringHead(false, 0) // the slave publishes S2M slots by head
+	require.NotNil(t, head)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r := rand.New(rand.NewPCG(seed, seed+1))
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			*head = uint16(r.Uint32())
+			attacks[r.IntN(len(attacks))].mut(m.ringDesc(false, 0, uint16(r.Uint32())))
+		}
+	}()
+	return func() { close(done); wg.Wait() }
 }

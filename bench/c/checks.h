@@ -291,22 +291,7 @@ chk_tx_step (txq_t *t)
       return r & 0xffff;
     }
   uint16_t n = t->n;
-  if (chains)
-    {
-      for (i = 0; i < n; i++)
-	{
-	  if (i > 0 && (t->bufs[i - 1].flags & MEMIF_BUFFER_FLAG_NEXT))
-	    continue; // header only in a packet's first buffer
-	  put_header (t->bufs[i].data, t->seq + pkts, t->q);
-	  pkts++;
-	}
-    }
-  else
-    {
-      for (i = 0; i < n; i++)
-	put_header (t->bufs[i].data, t->seq + i, t->q);
-      pkts = n;
-    }
+  pkts = tx_fill (t, n);
   // TxBurstAlloc's bound: a master with a batch smaller than the ring
   // allocates packet by packet for minSegment-byte segments.
   const memifgo_guard_t *gd = (const memifgo_guard_t *) t->g;
@@ -369,22 +354,7 @@ chk_rx_step (rxq_t *r)
     }
   uint16_t n = res & 0xffff;
   r->refill = n;
-  if (!chains)
-    {
-      for (i = 0; i < n; i++)
-	rx_see (r, r->bufs[i].data);
-      return n;
-    }
-  for (i = 0; i < n; i++)
-    {
-      if (!r->cont)
-	{
-	  rx_see (r, r->bufs[i].data);
-	  pkts++;
-	}
-      r->cont = (r->bufs[i].flags & MEMIF_BUFFER_FLAG_NEXT) != 0;
-    }
-  return pkts;
+  return rx_seen (r, n);
 }
 
 static void

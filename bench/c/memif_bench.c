@@ -217,6 +217,30 @@ rx_see (rxq_t *r, const uint8_t *hdr)
   r->next = seq + 1;
 }
 
+// The zero-copy receive's per-packet work on bufs[0:n]: the sequence in
+// each packet's first buffer. Returns the packets seen.
+static int
+rx_seen (rxq_t *r, uint16_t n)
+{
+  int pkts = 0, i;
+  if (!chains)
+    {
+      for (i = 0; i < n; i++)
+	rx_see (r, r->bufs[i].data);
+      return n;
+    }
+  for (i = 0; i < n; i++)
+    {
+      if (!r->cont)
+	{
+	  rx_see (r, r->bufs[i].data);
+	  pkts++;
+	}
+      r->cont = (r->bufs[i].flags & MEMIF_BUFFER_FLAG_NEXT) != 0;
+    }
+  return pkts;
+}
+
 typedef struct
 {
   memif_conn_handle_t a, b;
@@ -226,6 +250,28 @@ typedef struct
   uintptr_t ga, gb;
 #endif
 } fwd_t;
+
+// The zero-copy send's per-packet work on bufs[0:n]: a header (sequence
+// and queue) in each packet's first buffer. Returns the packets written.
+static int
+tx_fill (txq_t *t, uint16_t n)
+{
+  int pkts = 0, i;
+  if (!chains)
+    {
+      for (i = 0; i < n; i++)
+	put_header (t->bufs[i].data, t->seq + i, t->q);
+      return n;
+    }
+  for (i = 0; i < n; i++)
+    {
+      if (i > 0 && (t->bufs[i - 1].flags & MEMIF_BUFFER_FLAG_NEXT))
+	continue; // header only in a packet's first buffer
+      put_header (t->bufs[i].data, t->seq + pkts, t->q);
+      pkts++;
+    }
+  return pkts;
+}
 
 #ifdef MEMIF_BENCH_CHECKS
 #include "checks.h"
@@ -260,22 +306,8 @@ tx_step (txq_t *t)
 	}
       pkts = (int) ((s - t->src) / cfg.size);
     }
-  else if (chains)
-    {
-      for (i = 0; i < n; i++)
-	{
-	  if (i > 0 && (t->bufs[i - 1].flags & MEMIF_BUFFER_FLAG_NEXT))
-	    continue; // header only in a packet's first buffer
-	  put_header (t->bufs[i].data, t->seq + pkts, t->q);
-	  pkts++;
-	}
-    }
   else
-    {
-      for (i = 0; i < n; i++)
-	put_header (t->bufs[i].data, t->seq + i, t->q);
-      pkts = n;
-    }
+    pkts = tx_fill (t, n);
   if (n)
     {
       err = memif_tx_burst (t->c, t->q, t->bufs, n, &sent);
@@ -335,22 +367,7 @@ rx_step (rxq_t *r)
       return 0;
     }
   r->refill = n;
-  if (!chains)
-    {
-      for (i = 0; i < n; i++)
-	rx_see (r, r->bufs[i].data);
-      return n;
-    }
-  for (i = 0; i < n; i++)
-    {
-      if (!r->cont)
-	{
-	  rx_see (r, r->bufs[i].data);
-	  pkts++;
-	}
-      r->cont = (r->bufs[i].flags & MEMIF_BUFFER_FLAG_NEXT) != 0;
-    }
-  return pkts;
+  return rx_seen (r, n);
 }
 
 // echo: receive and copy out, give back, then copy each frame into newly

@@ -392,6 +392,14 @@ memifgo_rx_pre (const memifgo_guard_t *g, memifgo_q_t *q, uint16_t count)
     return count;
   uint16_t last = g->master ? *memifgo_head (q) : *memifgo_tail (g, q);
   uint16_t avail = last - q->cur, i;
+  // A producer publishes only slots given back to it (up to rel + the
+  // ring): an index beyond that would hand out slots we still hold.
+  uint32_t room = q->mask + 1u - (uint16_t) (q->cur - q->rel);
+  if (MEMIFGO_UNLIKELY (avail > room))
+    {
+      q->bad++;
+      avail = (uint16_t) room;
+    }
   if (avail < count)
     count = avail;
   if (MEMIFGO_UNLIKELY (g->toctou_region)) // tests: the rewrite lands now
@@ -415,8 +423,9 @@ static inline void
 memifgo_mark_drop (const memifgo_guard_t *g, memifgo_q_t *q, uint16_t slot)
 {
   uint32_t s = slot & q->mask;
-  q->drop[s >> 3] |= (uint8_t) (1u << (s & 7));
-  q->ndrop++;
+  uint8_t bit = (uint8_t) (1u << (s & 7));
+  q->ndrop += !(q->drop[s >> 3] & bit); // a slot counts once in the bitmap
+  q->drop[s >> 3] |= bit;
   q->dropped++;
   if (!g->master && q->canon != ~0u)
     memifgo_repair (g, q, slot, 0); // a slave refills it as its own buffer
@@ -742,6 +751,12 @@ memifgo_alloc_keep (uintptr_t conn, const memifgo_guard_t *g, memifgo_q_t *q,
       good = memifgo_tx_pre (g, q, need ? need : 1, strict || worst);
     }
   while (g->master && memifgo_tx_seg (g, q) < seg);
+  if (strict && !worst && seg) // count was fitted to nb with the seg before
+    {
+      uint32_t per = (size + seg - 1) / seg;
+      if ((uint32_t) count * per > nb)
+	count = (uint16_t) (nb / per); // short: the caller allocates again
+    }
   if (worst && g->master) // the caller assumed minseg; the learned bound is tighter
     {
       uint32_t w = (size + seg - 1) / seg;

@@ -21,10 +21,10 @@ import (
 // (negative: no limit), then they are dropped (drops.RingFull); packets
 // arriving while to's link is down are dropped at once (drops.LinkDown).
 // drops.Oversize counts this queue's buffers Forward dropped: descriptors
-// the guard refused, packets beyond 65535 bytes, chains longer than the
-// batch. Counters: this queue's RxPackets and RxBytes and to's queue txq's
-// TxPackets, TxBytes and Drops, all of the packets forwarded (a packet
-// dropped is in Drops only). Do not mix Forward and
+// the guard refused, packets beyond 65535 bytes or to's whole ring, chains longer than the
+// batch. Counters: this queue's RxPackets, RxBytes and Drops.Oversize, and
+// to's queue txq's TxPackets, TxBytes, Drops.RingFull and Drops.LinkDown
+// (a packet dropped is in Drops only). Do not mix Forward and
 // Receive on one queue within a burst: each gives the other's buffers
 // back first.
 func (q *Queue) Forward(ctx context.Context, to *Endpoint, txq int, wait time.Duration) (sent int, drops Drops, err error) {
@@ -95,6 +95,7 @@ func (q *Queue) Forward(ctx context.Context, to *Endpoint, txq int, wait time.Du
 			tst.txPackets.Add(uint64(n))
 			tst.txBytes.Add(bytes)
 			drops.Oversize += uint64(d)
+			q.st.dropOversize.Add(uint64(d))
 		}
 		sent += n
 		if errors.Is(ferr, ErrIntWrite) {

@@ -104,3 +104,66 @@ func TestEndpointForwardRingFull(t *testing.T) {
 	assert.Zero(t, s.Drops.LinkDown)
 	assert.Equal(t, uint64(count), a.Stats()[0].RxPackets+s.Drops.RingFull)
 }
+
+// A packet longer than the target's whole ring (16 buffers of 2048 bytes)
+// can never be sent: Queue.Forward drops it, counted in the forwarding
+// queue's Drops.Oversize, and forwards the packets around it in order.
+func TestEndpointForwardOversize(t *testing.T) {
+	const count = 20
+	pathA, pathB := testSocketPath(t), testSocketPath(t)
+	var b atomic.Pointer[Endpoint]
+	a := newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathA}, Conn: ConnArgs{IsMaster: true}},
+		forwardTo(&b, -1))
+	got := make(chan uint64, count)
+	b.Store(newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathB}, Conn: ConnArgs{Log2RingSize: 4}},
+		func(ctx context.Context, q *Queue) error { <-ctx.Done(); return nil }))
+	newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathB}, Conn: ConnArgs{IsMaster: true}},
+		func(ctx context.Context, q *Queue) error {
+			for {
+				n, err := q.Receive(ctx)
+				if err != nil {
+					return nil
+				}
+				for i := range n {
+					_, seq, err := checkPacket(q.Rx().Data(i))
+					if err != nil {
+						return err
+					}
+					got <- seq
+				}
+			}
+		})
+	waitUp(t, b.Load(), 5*time.Second)
+	newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathA}},
+		func(ctx context.Context, q *Queue) error {
+			for i := range count {
+				size := 100
+				if i == count/2 {
+					size = 16*2048 + 1
+				}
+				fillPacket(q.Stage(size), 1, uint64(i))
+			}
+			if _, err := q.Flush(ctx); err != nil {
+				return err
+			}
+			<-ctx.Done()
+			return nil
+		})
+	for i := range count {
+		if i == count/2 {
+			continue
+		}
+		select {
+		case seq := <-got:
+			require.Equal(t, uint64(i), seq)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("packet %d not forwarded within 10s", i)
+		}
+	}
+	waitFor(t, 10*time.Second, "every packet counted", func() bool { // counted after the send
+		st := a.Stats()[0]
+		return st.Drops.Oversize > 0 && st.RxPackets == count-1
+	})
+	assert.Equal(t, uint64(17), a.Stats()[0].Drops.Oversize, "its 17 buffers of 2048 bytes on A")
+	assert.Equal(t, uint64(count-1), a.Stats()[0].RxPackets)
+}

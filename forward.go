@@ -223,21 +223,16 @@ func (c *Conn) ForwardDrop(rxq uint16, rx *Buffers) (pkts int, err error) {
 		return 0, nil
 	}
 	l, q, err := c.hotRx(opRefillRx, rxq)
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrDisconnected) && !errors.Is(err, ErrDeleted) {
 		return 0, fwdWrap(false, err)
 	}
 	n := m.pend
-	if m.session != l { // gone with the session that ended: counted all the same
-		for i := range rx.b[:min(n, len(rx.b))] {
-			if !rx.HasNext(i) {
-				pkts++
-			}
-		}
-		m.pend = 0
-		return pkts, nil
-	}
+	gone := l == nil || m.session != l // the buffers went with the session that ended
 	if n > len(rx.b) {
-		return 0, &ForwardError{Err: argErr(opNameFwdRx, "rx", "%d buffers wait in the batch, this one holds %d", n, len(rx.b))}
+		if !gone {
+			return 0, &ForwardError{Err: argErr(opNameFwdRx, "rx", "%d buffers wait in the batch, this one holds %d", n, len(rx.b))}
+		}
+		n = len(rx.b)
 	}
 	for i := range rx.b[:n] {
 		if !rx.HasNext(i) {
@@ -248,6 +243,10 @@ func (c *Conn) ForwardDrop(rxq uint16, rx *Buffers) (pkts int, err error) {
 	if rx.HasNext(n - 1) {
 		open = 1
 		pkts++
+	}
+	if gone { // counted all the same
+		m.pend = 0
+		return pkts, nil
 	}
 	r, err := c.burst(opRefillRx, l, q, func(claim C.int) C.uint64_t {
 		return C.memifgo_fwd_drop(l.h, l.guard, C.uint16_t(rxq), C.uint16_t(c.args.RxHeadroom), C.uint32_t(n), C.int(open), claim)

@@ -268,18 +268,25 @@ func TestForwardLinkDown(t *testing.T) {
 	assert.Equal(t, cur, rel)
 }
 
-// ForwardDrop gives pending packets up, counted; A's rx error is typed too.
-func TestForwardDropAndErrors(t *testing.T) {
-	p1 := connectPair(t, ConnArgs{Log2RingSize: 10}, ConnArgs{Log2RingSize: 10})
-	p2 := connectPair(t, ConnArgs{Log2RingSize: 6}, ConnArgs{Log2RingSize: 6})
-	a, b := p1.slave, p2.master
+// pendingForward is a forwarder from A (p1.slave) to a B (p2.master) whose
+// small ring filled up: 3000-byte packets (two buffers each) wait in f.rx.
+func pendingForward(t *testing.T) (p1, p2 *pair, f *forwarder, pend int) {
+	p1 = connectPair(t, ConnArgs{Log2RingSize: 10}, ConnArgs{Log2RingSize: 10})
+	p2 = connectPair(t, ConnArgs{Log2RingSize: 6}, ConnArgs{Log2RingSize: 6})
 	fwdRun(t, func(stop <-chan struct{}) error {
 		return sendCopyTx(p1.master, 0, 4, 100, func(uint64) int { return 3000 }, 1024, 32, stop)
 	})
-	f := newForwarder(t, a, b, 64, 64)
+	f = newForwarder(t, p1.slave, p2.master, 64, 64)
 	require.True(t, f.settle(t))
-	pend := f.rx.Pending()
+	pend = f.rx.Pending()
 	require.Positive(t, pend)
+	return p1, p2, f, pend
+}
+
+// ForwardDrop gives pending packets up, counted; A's rx error is typed too.
+func TestForwardDropAndErrors(t *testing.T) {
+	p1, p2, f, pend := pendingForward(t)
+	a, b := p1.slave, p2.master
 	pkts, err := a.ForwardDrop(0, f.rx)
 	require.NoError(t, err)
 	assert.Equal(t, (pend+1)/2, pkts, "3000-byte packets: two buffers each")
@@ -304,6 +311,18 @@ func TestForwardDropAndErrors(t *testing.T) {
 	require.ErrorAs(t, err, &fe)
 	assert.False(t, fe.Tx)
 	assert.ErrorIs(t, err, ErrDisconnected)
+}
+
+// Packets pending when A's link goes down are still given up and counted:
+// their buffers went with the session.
+func TestForwardDropAfterADown(t *testing.T) {
+	p1, _, f, pend := pendingForward(t)
+	require.NoError(t, p1.d.deleteConn(p1.master))
+	waitConn(t, p1.sev.disconnected, "A down", 5*time.Second)
+	pkts, err := p1.slave.ForwardDrop(0, f.rx)
+	require.NoError(t, err)
+	assert.Equal(t, (pend+1)/2, pkts, "3000-byte packets: two buffers each")
+	assert.Zero(t, f.rx.Pending())
 }
 
 // A hostile peer of A: its bad descriptors are dropped and counted (in

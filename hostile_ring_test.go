@@ -223,6 +223,36 @@ func TestHostileRxDescriptors(t *testing.T) {
 
 // RxBurst + RefillQueue(count of buffers got): the dropped slots among
 // them are given back too, and CopyRx drops and counts the same way.
+// A peer moving its producer index past the ring (two laps ahead, nothing
+// sent) cannot make us take a slot twice: a receive takes at most the
+// slots given back to the peer, and counts the index as bad once.
+func TestHostileRxIndexBeyondRing(t *testing.T) {
+	p := hostilePair(t)
+	h := p.slave.ringHead(true, 0) // the slave publishes S2M slots by head
+	require.NotNil(t, h)
+	cur, _ := p.master.ringIndex(false, 0)
+	*h = cur + 512 // the ring holds 256
+	b, err := NewBuffers(1024)
+	require.NoError(t, err)
+	defer b.Free()
+	before, err := p.master.DescriptorStats(0)
+	require.NoError(t, err)
+	n, _, err := p.master.RxBurst(0, b, 1024)
+	require.NoError(t, err)
+	after, err := p.master.DescriptorStats(0)
+	require.NoError(t, err)
+	cur2, rel2 := p.master.ringIndex(false, 0)
+	assert.Equal(t, uint16(256), cur2-rel2, "a ring's worth taken, no slot twice")
+	assert.Equal(t, 256, n+int(after.RxDropped-before.RxDropped))
+	assert.Equal(t, before.RxBadDescriptors+1, after.RxBadDescriptors)
+	seen := map[uint16]bool{}
+	for i := range n {
+		slot := b.slot(i) & 255
+		assert.False(t, seen[slot], "slot %d handed out twice", slot)
+		seen[slot] = true
+	}
+}
+
 func TestHostileRxDescriptorsRxBurstAndCopyRx(t *testing.T) {
 	p := hostilePair(t)
 	s := newSender(t, p.master)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -114,4 +115,32 @@ func TestForwardMasterFollowsSlaveHeadroom(t *testing.T) {
 	require.Zero(t, f.dropped)
 	require.Zero(t, f.rx.Pending())
 	noBadDescriptors(t, p2.master, p2.slave)
+}
+
+// A legitimate slave whose free buffers shrink to 64 bytes after the master
+// learned 1024: a CopyTx whose batch was fitted to the old segment gets a
+// short allocation, not a false ErrBadDescriptor with its buffers flushed.
+func TestMasterCopyTxAfterSegmentLowered(t *testing.T) {
+	p := hostilePair(t)
+	s, r := newSender(t, p.master), newReceiver(t, p.slave)
+	flow(t, s, r, 2) // the master learns the slave's 1024-byte segment
+	cur, _ := p.master.ringIndex(true, 0)
+	h := p.master.ringHead(true, 0)
+	for i := cur; i != *h; i++ {
+		p.master.ringDesc(true, 0, i).Length = 64 // legitimate: >= minSegment
+	}
+	b, err := NewBuffers(64) // smaller than the ring: the strict bound
+	require.NoError(t, err)
+	defer b.Free()
+	data := make([]byte, 4*2000)
+	offs := []int32{0, 2000, 4000, 6000, 8000}
+	before, err := p.master.DescriptorStats(0)
+	require.NoError(t, err)
+	n, err := p.master.CopyTx(0, b, data, offs)
+	require.NoError(t, err)
+	assert.Equal(t, 2, n, "two 2000-byte packets fill 64 buffers of 64 bytes")
+	after, err := p.master.DescriptorStats(0)
+	require.NoError(t, err)
+	assert.Equal(t, before.TxBadDescriptors, after.TxBadDescriptors)
+	assert.Equal(t, before.TxEmpty, after.TxEmpty)
 }

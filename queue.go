@@ -83,8 +83,8 @@ func (q *Queue) receive(ctx context.Context, count bool) (n int, err error) {
 		switch q.mode {
 		case WaitAdaptive:
 			spin, noarm = q.adaptiveSlice(slices)
-		case WaitPoll:
-			spin = q.spin
+		case WaitPoll: // never parks: no eventfd read after each spin
+			spin, noarm = q.spin, true
 		}
 		n, _, err = q.c.refillRxWait(uint16(q.id), q.held, q.headroom, q.rx, q.rx.Cap(), spin, noarm)
 		if err != nil {

@@ -4,6 +4,8 @@
 //
 //   cc -O2 -o bin/memif_bench_c bench/c/memif_bench.c -lmemif -lpthread
 //
+// With -DMEMIF_BENCH_FENCE a full fence surrounds every libmemif call (LM).
+//
 // With -DMEMIF_BENCH_CHECKS (and own.c linked in) every burst goes through
 // the binding's C layer instead of libmemif directly (checks.h):
 //
@@ -25,6 +27,21 @@
 #include <unistd.h>
 
 #include <libmemif.h>
+
+// -DMEMIF_BENCH_FENCE: a full fence before and after every libmemif call
+// on the hot path, as a cgo crossing's locked instructions make one (the
+// 2-thread question in BENCHMARKS.md); otherwise the call as is.
+#ifdef MEMIF_BENCH_FENCE
+#define LM(call)                                                              \
+  ({                                                                          \
+    __atomic_thread_fence (__ATOMIC_SEQ_CST);                                 \
+    int lm_r_ = (call);                                                       \
+    __atomic_thread_fence (__ATOMIC_SEQ_CST);                                 \
+    lm_r_;                                                                    \
+  })
+#else
+#define LM(call) (call)
+#endif
 
 #define MAXQ 16
 
@@ -110,7 +127,7 @@ on_connect (memif_conn_handle_t conn, void *ctx)
       if (q >= chk_nrx (conn))
 	break; // fewer queues granted
 #else
-      if (memif_refill_queue (conn, q, -1, 0) != MEMIF_ERR_SUCCESS)
+      if (LM (memif_refill_queue (conn, q, -1, 0)) != MEMIF_ERR_SUCCESS)
 	break; // fewer queues granted
 #endif
       memif_set_rx_mode (conn, MEMIF_RX_MODE_POLLING, q);
@@ -290,7 +307,7 @@ tx_step (txq_t *t)
       for (i = 0; i < cfg.burst; i++)
 	put_header (t->src + (size_t) i * cfg.size, t->seq + i, t->q);
     }
-  err = memif_buffer_alloc (t->c, t->q, t->bufs, cfg.burst, &n, cfg.size);
+  err = LM (memif_buffer_alloc (t->c, t->q, t->bufs, cfg.burst, &n, cfg.size));
   if (err != MEMIF_ERR_SUCCESS && err != MEMIF_ERR_NOBUF_RING)
     {
       fail ("memif_buffer_alloc", err);
@@ -310,7 +327,7 @@ tx_step (txq_t *t)
     pkts = tx_fill (t, n);
   if (n)
     {
-      err = memif_tx_burst (t->c, t->q, t->bufs, n, &sent);
+      err = LM (memif_tx_burst (t->c, t->q, t->bufs, n, &sent));
       if (err != MEMIF_ERR_SUCCESS)
 	{
 	  fail ("memif_tx_burst", err);
@@ -333,7 +350,7 @@ rx_step (rxq_t *r)
     {
       // copy: receive, copy frames out, give the buffers straight back
       size_t pos = 0;
-      err = memif_rx_burst (r->c, r->q, r->bufs, cfg.burst, &n);
+      err = LM (memif_rx_burst (r->c, r->q, r->bufs, cfg.burst, &n));
       if (err != MEMIF_ERR_SUCCESS && err != MEMIF_ERR_NOBUF)
 	{
 	  fail ("memif_rx_burst", err);
@@ -350,17 +367,17 @@ rx_step (rxq_t *r)
 	  pos += r->bufs[i].len;
 	  r->cont = (r->bufs[i].flags & MEMIF_BUFFER_FLAG_NEXT) != 0;
 	}
-      if (n && (err = memif_refill_queue (r->c, r->q, n, 0)) != MEMIF_ERR_SUCCESS)
+      if (n && (err = LM (memif_refill_queue (r->c, r->q, n, 0))) != MEMIF_ERR_SUCCESS)
 	fail ("memif_refill_queue", err);
       return pkts;
     }
   if (r->refill
-      && (err = memif_refill_queue (r->c, r->q, r->refill, 0)) != MEMIF_ERR_SUCCESS)
+      && (err = LM (memif_refill_queue (r->c, r->q, r->refill, 0))) != MEMIF_ERR_SUCCESS)
     {
       fail ("memif_refill_queue", err);
       return 0;
     }
-  err = memif_rx_burst (r->c, r->q, r->bufs, cfg.burst, &n);
+  err = LM (memif_rx_burst (r->c, r->q, r->bufs, cfg.burst, &n));
   if (err != MEMIF_ERR_SUCCESS && err != MEMIF_ERR_NOBUF)
     {
       fail ("memif_rx_burst", err);
@@ -387,7 +404,7 @@ echo_step (echo_t *e)
   uint16_t n = 0, got, sent;
   uint32_t pos = 0, np = 0, p, i;
   int err;
-  err = memif_rx_burst (e->c, e->q, e->rx, cfg.burst, &n);
+  err = LM (memif_rx_burst (e->c, e->q, e->rx, cfg.burst, &n));
   if (err != MEMIF_ERR_SUCCESS && err != MEMIF_ERR_NOBUF)
     {
       fail ("memif_rx_burst", err);
@@ -400,7 +417,7 @@ echo_step (echo_t *e)
       if (!(e->rx[i].flags & MEMIF_BUFFER_FLAG_NEXT))
 	e->ends[np++] = pos;
     }
-  if (n && (err = memif_refill_queue (e->c, e->q, n, 0)) != MEMIF_ERR_SUCCESS)
+  if (n && (err = LM (memif_refill_queue (e->c, e->q, n, 0))) != MEMIF_ERR_SUCCESS)
     fail ("memif_refill_queue", err);
   for (p = 0; p < np && !atomic_load (&stop_flag);)
     {
@@ -408,7 +425,7 @@ echo_step (echo_t *e)
       while (p + run < np && e->ends[p + run] - e->ends[p + run - 1] == len)
 	run++;
       got = 0;
-      err = memif_buffer_alloc (e->c, e->q, e->tx, run, &got, len);
+      err = LM (memif_buffer_alloc (e->c, e->q, e->tx, run, &got, len));
       if (err != MEMIF_ERR_SUCCESS && err != MEMIF_ERR_NOBUF_RING)
 	{
 	  fail ("memif_buffer_alloc", err);
@@ -420,7 +437,7 @@ echo_step (echo_t *e)
 	  memcpy (e->tx[i].data, s, e->tx[i].len);
 	  s += e->tx[i].len;
 	}
-      if (got && (err = memif_tx_burst (e->c, e->q, e->tx, got, &sent)) != MEMIF_ERR_SUCCESS)
+      if (got && (err = LM (memif_tx_burst (e->c, e->q, e->tx, got, &sent))) != MEMIF_ERR_SUCCESS)
 	{
 	  fail ("memif_tx_burst", err);
 	  return 0;
@@ -489,7 +506,7 @@ pinger (memif_conn_handle_t c)
   for (uint64_t seq = 0; !atomic_load (&stop_flag); seq++)
     {
       n = 0;
-      err = memif_buffer_alloc (c, 0, tx, 1, &n, cfg.size);
+      err = LM (memif_buffer_alloc (c, 0, tx, 1, &n, cfg.size));
       if (err != MEMIF_ERR_SUCCESS || n != segs)
 	{
 	  fail ("memif_buffer_alloc", err);
@@ -498,7 +515,7 @@ pinger (memif_conn_handle_t c)
       put_header (tx[0].data, seq, 0);
       int64_t ts = now_ns () - t0;
       memcpy ((uint8_t *) tx[0].data + 16, &ts, 8);
-      if ((err = memif_tx_burst (c, 0, tx, n, &sent)) != MEMIF_ERR_SUCCESS)
+      if ((err = LM (memif_tx_burst (c, 0, tx, n, &sent))) != MEMIF_ERR_SUCCESS)
 	{
 	  fail ("memif_tx_burst", err);
 	  break;
@@ -508,7 +525,7 @@ pinger (memif_conn_handle_t c)
 	  // Copy the echoed frame out and give the buffers back at once.
 	  uint32_t pos = 0, done = 0;
 	  k = 0;
-	  err = memif_rx_burst (c, 0, rx, segs, &k);
+	  err = LM (memif_rx_burst (c, 0, rx, segs, &k));
 	  if (err != MEMIF_ERR_SUCCESS && err != MEMIF_ERR_NOBUF)
 	    {
 	      fail ("memif_rx_burst", err);
@@ -520,7 +537,7 @@ pinger (memif_conn_handle_t c)
 	      pos += rx[i].len;
 	      done = !(rx[i].flags & MEMIF_BUFFER_FLAG_NEXT);
 	    }
-	  if (k && (err = memif_refill_queue (c, 0, k, 0)) != MEMIF_ERR_SUCCESS)
+	  if (k && (err = LM (memif_refill_queue (c, 0, k, 0))) != MEMIF_ERR_SUCCESS)
 	    {
 	      fail ("memif_refill_queue", err);
 	      goto out;
@@ -565,7 +582,7 @@ fwd_step (fwd_t *f)
 #endif
   uint16_t n = 0, got, sent = 0;
   uint32_t i = 0, nb = 0, pkts = 0, e, len, run, p, k;
-  int err = memif_rx_burst (f->a, 0, f->rx + f->pend, cfg.burst - f->pend, &n);
+  int err = LM (memif_rx_burst (f->a, 0, f->rx + f->pend, cfg.burst - f->pend, &n));
   if (err != MEMIF_ERR_SUCCESS && err != MEMIF_ERR_NOBUF)
     {
       fail ("memif_rx_burst", err);
@@ -589,7 +606,7 @@ fwd_step (fwd_t *f)
 	  p = q2 + 1;
 	}
       got = 0;
-      err = memif_buffer_alloc (f->b, 0, f->tx + nb, run, &got, len);
+      err = LM (memif_buffer_alloc (f->b, 0, f->tx + nb, run, &got, len));
       if (err != MEMIF_ERR_SUCCESS && err != MEMIF_ERR_NOBUF_RING)
 	{
 	  fail ("memif_buffer_alloc", err);
@@ -623,12 +640,12 @@ fwd_step (fwd_t *f)
       if (err == MEMIF_ERR_NOBUF_RING)
 	break;
     }
-  if (nb && (err = memif_tx_burst (f->b, 0, f->tx, nb, &sent)) != MEMIF_ERR_SUCCESS)
+  if (nb && (err = LM (memif_tx_burst (f->b, 0, f->tx, nb, &sent))) != MEMIF_ERR_SUCCESS)
     {
       fail ("memif_tx_burst", err);
       return 0;
     }
-  if (i && (err = memif_refill_queue (f->a, 0, i, 0)) != MEMIF_ERR_SUCCESS)
+  if (i && (err = LM (memif_refill_queue (f->a, 0, i, 0))) != MEMIF_ERR_SUCCESS)
     fail ("memif_refill_queue", err);
   memmove (f->rx, f->rx + i, (f->pend - i) * sizeof (*f->rx));
   f->pend -= i;

@@ -115,7 +115,7 @@ func (q *Queue) Forward(ctx context.Context, to *Endpoint, txq int, wait time.Du
 		if n > 0 || d > 0 {
 			return sent, drops, nil
 		}
-		if q.fwd.Pending() > 0 { // to's ring is full
+		if waitsForB(q.fwd) { // to's ring is full
 			if !full {
 				full = true
 				tst.ringFull.Add(1)
@@ -144,6 +144,18 @@ func (q *Queue) Forward(ctx context.Context, to *Endpoint, txq int, wait time.Du
 		slices = 0
 		q.park(ctx, foreign) // as Receive: A's interrupt wakes it
 	}
+}
+
+// waitsForB reports whether packets Forward left pending in rx wait for
+// the target (its ring is full), not only an open chain for its rest from
+// A, which Forward waits for on A.
+func waitsForB(rx *Buffers) bool {
+	for i := range rx.Pending() {
+		if !rx.HasNext(i) {
+			return true
+		}
+	}
+	return false
 }
 
 // sentBytes is the bytes of the first pkts packets of tx (what Forward

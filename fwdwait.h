@@ -1,5 +1,6 @@
 // fwdwait.h: the waiting forward (fwdwait.go): forward.h's forward that,
-// when nothing waits for B and A's rx ring is empty, first waits for A's
+// when nothing waits for B (an open chain waiting for its rest waits on A)
+// and A's rx ring is empty, first waits for A's
 // next burst as the waiting receive does (spin.h: a bounded spin on A's
 // producer index, then A's eventfd consumed and the ring looked at once
 // more), in the same crossing. An empty answer then means any later packet
@@ -10,10 +11,21 @@
 // forward.h's result for a wait that ended with a link going down: B's
 // when only B went (the code is then B's, as for a send).
 static inline uint64_t
-memifgo_fwd_down (const memifgo_guard_t *ga)
+memifgo_fwd_down (const memifgo_guard_t *ga, uint32_t pend)
 {
   return MEMIFGO_FWD (MEMIF_ERR_DISCONNECTED,
-		      memifgo_down (ga) ? 0 : MEMIFGO_FWD_TX, 0, 0, 0);
+		      memifgo_down (ga) ? 0 : MEMIFGO_FWD_TX, 0, pend, 0);
+}
+
+// Whether the pend buffers waiting in rb are one open chain only (its rest
+// not yet arrived from A): then Forward waits on A, not for B. True for 0.
+static inline int
+memifgo_fwd_open_only (const memif_buffer_t *rb, uint32_t pend)
+{
+  for (uint32_t i = 0; i < pend; i++)
+    if (!(rb[i].flags & MEMIF_BUFFER_FLAG_NEXT))
+      return 0;
+  return 1;
 }
 
 static uint64_t
@@ -26,7 +38,8 @@ memifgo_forward_wait_in (uintptr_t ca, uintptr_t ga_, uint16_t qa,
   const memifgo_guard_t *ga = (const memifgo_guard_t *) ga_;
   memifgo_q_t *q = memifgo_rxq (ga_, qa);
   memifgo_wait_t w;
-  if (pend) // packets wait for B: that is no wait on A
+  if (!memifgo_fwd_open_only ((const memif_buffer_t *) rb, pend))
+    // packets wait for B: that is no wait on A
     return memifgo_forward_in (ca, ga_, qa, headroom, rb, rcap, pend, cb,
 			       gb_, qb, tb, tcap, seg);
   memifgo_q_t *qtb = memifgo_txq (gb_, qb);
@@ -36,7 +49,7 @@ memifgo_forward_wait_in (uintptr_t ca, uintptr_t ga_, uint16_t qa,
     {
       int err = memifgo_refill (ca, ga, q, qa, 0, headroom);
       if (err != MEMIF_ERR_SUCCESS)
-	return MEMIFGO_FWD (err, 0, 0, 0, 0);
+	return MEMIFGO_FWD (err, 0, 0, pend, 0);
     }
   memifgo_wait_init (&w, budget);
   w.noarm = noarm != 0;
@@ -47,14 +60,14 @@ memifgo_forward_wait_in (uintptr_t ca, uintptr_t ga_, uint16_t qa,
 	{
 	  int r = memifgo_wait_ring (ga, q, &w);
 	  if (r < 0)
-	    return memifgo_fwd_down (ga);
-	  if (r == 0)
-	    return MEMIFGO_FWD (MEMIF_ERR_SUCCESS, 0, 0, 0, 0);
+	    return memifgo_fwd_down (ga, pend);
+	  if (r == 0) // an open chain still waits for its rest
+	    return MEMIFGO_FWD (MEMIF_ERR_SUCCESS, 0, 0, pend, 0);
 	}
       else if (MEMIFGO_UNLIKELY (memifgo_down (ga) || memifgo_down (w.also)))
-	return memifgo_fwd_down (ga);
-      uint64_t r = memifgo_forward_in (ca, ga_, qa, headroom, rb, rcap, 0, cb,
-				       gb_, qb, tb, tcap, seg);
+	return memifgo_fwd_down (ga, pend);
+      uint64_t r = memifgo_forward_in (ca, ga_, qa, headroom, rb, rcap, pend,
+				       cb, gb_, qb, tb, tcap, seg);
       if (r) // sent, pending, dropped, an error or a flag
 	return r;
       // Slots seen, nothing kept (an unknown ring polls; a hostile one may

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // Every packet crosses sender -> A -> ForwardWait -> B -> receiver intact
@@ -189,4 +190,46 @@ func TestRxWaitHostileRingForward(t *testing.T) {
 	st, err := p.master.DescriptorStats(0)
 	require.NoError(t, err)
 	assert.Positive(t, st.RxBadDescriptors+st.RxDropped+st.RxEmpty, "bad descriptors counted")
+}
+
+// A chain whose head arrived and whose rest has not waits on A, not for B:
+// the waiting forward spins on A's ring and consumes A's eventfd (so the
+// caller may park), rather than returning at once with "more" (which made
+// Queue.Forward spin without end and drop the chain as RingFull).
+func TestForwardWaitOpenChainWaitsOnA(t *testing.T) {
+	p := hostilePair(t)
+	s := newSender(t, p.slave) // slave to master; the master hairpins back
+	h := p.slave.ringHead(true, 0)
+	require.NotNil(t, h)
+	_, slots := s.send(5000) // three buffers of 2048
+	full := *h
+	*h = slots[0][1] + 1 // publish the chain's first two buffers only
+	rx, err := NewBuffers(64)
+	require.NoError(t, err)
+	defer rx.Free()
+	tx, err := NewBuffers(64)
+	require.NoError(t, err)
+	defer tx.Free()
+	n, _, _, err := p.master.ForwardWait(0, p.master, 0, rx, tx, time.Microsecond)
+	require.NoError(t, err)
+	require.Zero(t, n)
+	require.Equal(t, 2, rx.Pending(), "the open chain waits")
+
+	fd, err := p.master.QueueEventFD(0)
+	require.NoError(t, err)
+	one := []byte{1, 0, 0, 0, 0, 0, 0, 0}
+	_, err = unix.Write(fd, one) // an interrupt nobody consumed yet
+	require.NoError(t, err)
+	n, _, more, err := p.master.ForwardWait(0, p.master, 0, rx, tx, time.Microsecond)
+	require.NoError(t, err)
+	assert.Zero(t, n)
+	assert.False(t, more, "nothing to call again for: park on A")
+	assert.Equal(t, 2, rx.Pending())
+	assert.False(t, efdReadable(t, p.master, 0, 0), "A's eventfd consumed before the last look")
+
+	*h = full // the rest arrives
+	n, _, _, err = p.master.ForwardWait(0, p.master, 0, rx, tx, time.Millisecond)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n, "the whole chain forwarded")
+	assert.Zero(t, rx.Pending())
 }

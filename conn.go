@@ -117,7 +117,8 @@ type link struct {
 type queue struct {
 	mu      sync.Mutex
 	polling atomic.Bool    // rx: SetRxMode set polling (no interrupts come)
-	_       [128 - 12]byte // one queue per 128 bytes (adjacent-line prefetch)
+	pacer                  // yields a goroutine that bursts without blocking
+	_       [128 - 32]byte // one queue per 128 bytes (adjacent-line prefetch)
 }
 
 func (l *link) lockAll() {

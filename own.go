@@ -64,6 +64,7 @@ func ownCode(r C.uint64_t) uint16 { return uint16(r >> 32) }
 func (c *Conn) burst(op int, l *link, q *queue, call func(claim C.int) C.uint64_t) (C.uint64_t, error) {
 	r := call(0)
 	runtime.KeepAlive(l) // its guard is freed with it (AddCleanup)
+	q.pace()
 	if ownCode(r)&^3 != ownSlow {
 		return r, nil
 	}
@@ -91,6 +92,7 @@ func (c *Conn) burst2(op int, l *link, q *queue, l2 *link, q2 *queue, call func(
 	r := call(0)
 	runtime.KeepAlive(l)
 	runtime.KeepAlive(l2)
+	q.pace()
 	if ownCode(r)&^3 != ownSlow {
 		return r, nil
 	}

@@ -1,0 +1,51 @@
+package memif
+
+import (
+	"runtime"
+	"sync/atomic"
+	"time"
+)
+
+// A goroutine that polls a queue never blocks, so Go's sysmon sees it run
+// on one scheduling tick for 10 ms and preempts it: a signal, or, when the
+// goroutine is inside a burst's cgo call, its P taken away and handed back
+// on return. Each such event also drops sysmon back to waking every 20 us
+// for a millisecond or more. With every CPU polling (2 workers on 2 vCPUs)
+// those wake-ups run on the workers' CPUs: about 4 000 context switches a
+// second and 6 % of a CPU in sysmon alone (BENCHMARKS.md, "Session 5").
+// Yielding a little more often than sysmon's limit keeps it asleep.
+const (
+	paceCheck = 64                   // bursts between two looks at the clock
+	paceEvery = 4 * time.Millisecond // yield at least this often, well under 10 ms
+)
+
+// pacer counts a queue's bursts with plain loads and stores, not an atomic
+// add: the owner thread is the only writer on the hot path (own.h), and a
+// lost count only delays a yield by one check.
+type pacer struct {
+	bursts  atomic.Uint32
+	_       uint32
+	yielded atomic.Int64 // monotonic ns of the last yield
+}
+
+// pace runs after every hot burst: one increment, and every paceCheck
+// bursts a clock read; runtime.Gosched when paceEvery has passed.
+func (p *pacer) pace() {
+	n := p.bursts.Load() + 1
+	p.bursts.Store(n)
+	if n%paceCheck != 0 {
+		return
+	}
+	now := int64(time.Since(paceEpoch))
+	if now-p.yielded.Load() < int64(paceEvery) {
+		return
+	}
+	p.yielded.Store(now)
+	paceYield()
+}
+
+// paceYield is runtime.Gosched; tests count the calls.
+var paceYield = runtime.Gosched
+
+// paceEpoch makes time.Since a monotonic reading (no wall clock).
+var paceEpoch = time.Now()

@@ -1,0 +1,39 @@
+package memif
+
+import (
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+)
+
+// TestPace: a queue yields on every paceCheck-th burst once paceEvery has
+// passed since its last yield, and never in between. The clock is set, not
+// waited for: "long ago" and "in the future" hold on any machine.
+func TestPace(t *testing.T) {
+	yields := 0
+	paceYield = func() { yields++ }
+	defer func() { paceYield = runtime.Gosched }()
+
+	var q queue
+	q.yielded.Store(-int64(time.Hour)) // last yield long ago
+	for i := 1; i < paceCheck; i++ {
+		q.pace()
+	}
+	assert.Zero(t, yields, "no look at the clock before the %dth burst", paceCheck)
+	q.pace()
+	assert.Equal(t, 1, yields, "the %dth burst yields: the last yield was an hour ago", paceCheck)
+
+	q.yielded.Store(int64(time.Since(paceEpoch) + time.Hour)) // last yield "now", as far as pace can tell
+	for i := 0; i < 10*paceCheck; i++ {
+		q.pace()
+	}
+	assert.Equal(t, 1, yields, "no yield within paceEvery of the last")
+
+	q.yielded.Store(-int64(time.Hour))
+	for i := 0; i < paceCheck; i++ {
+		q.pace()
+	}
+	assert.Equal(t, 2, yields, "a yield again once paceEvery has passed")
+}

@@ -101,6 +101,7 @@ type Endpoint struct {
 
 	sess     *session // current link session; loop goroutine only
 	sessions atomic.Uint64
+	spare    spares // the queues' batches between links
 
 	mu      sync.Mutex
 	link    *Link
@@ -190,6 +191,7 @@ func (e *Endpoint) Run(ctx context.Context) error {
 	e.mu.Unlock()
 	defer close(e.done)
 	defer e.freeSenders() // the interface is deleted by then: Send fails before C
+	defer e.spare.close() // no link comes up any more
 	defer e.cancel()
 	if e.owned {
 		return e.loop.Run(ctx) // deletes the interface at the end
@@ -222,6 +224,7 @@ func (e *Endpoint) Close() error {
 	e.state = epDone
 	e.mu.Unlock()
 	defer close(e.done)
+	defer e.spare.close() // on a shared Loop, links came up without Run
 	if e.owned {
 		e.closeUnrun()
 		return nil

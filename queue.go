@@ -309,18 +309,10 @@ func (q *Queue) free() {
 		q.w.close()
 		q.w = nil
 	}
-	if q.rx != nil {
-		q.rx.Free()
-	}
-	if q.tx != nil {
-		q.tx.Free()
-	}
-	if q.ztx != nil {
-		q.ztx.Free()
-	}
-	if q.fwd != nil {
-		q.fwd.Free()
-	}
+	q.sess.spare.put(q.id, spareRx, q.rx) // a Batch or Slice of it may exist
+	q.sess.spare.put(q.id, spareTx, q.ztx)
+	q.tx.Free() // internal: no Batch or Slice
+	q.fwd.Free()
 }
 
 // Alloc takes tx buffers for count packets of size bytes each (chained when
@@ -334,7 +326,7 @@ func (q *Queue) Alloc(count, size int) (int, error) {
 	}
 	if q.ztx == nil {
 		var err error
-		if q.ztx, err = NewBuffers(q.tx.Cap()); err != nil {
+		if q.ztx, err = q.sess.spare.get(q.id, spareTx, q.tx.Cap()); err != nil {
 			return 0, err
 		}
 	}

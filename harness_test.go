@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // driver owns a socket's control path in one goroutine, as the package's
@@ -367,4 +368,21 @@ func recvStreamWait(c *Conn, qid, stream uint16, count int, spin time.Duration, 
 		}
 	}
 	return c.RefillQueue(qid, refill, 0)
+}
+
+// efdReadable reports whether rx queue qid's eventfd holds a signal, waiting
+// up to timeout (0: a look).
+func efdReadable(t testing.TB, c *Conn, qid uint16, timeout time.Duration) bool {
+	t.Helper()
+	fd, err := c.QueueEventFD(qid)
+	require.NoError(t, err)
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(pfd, int(timeout/time.Millisecond))
+		if err == unix.EINTR {
+			continue
+		}
+		require.NoError(t, err)
+		return n == 1 && pfd[0].Revents&unix.POLLIN != 0
+	}
 }

@@ -120,11 +120,17 @@ func (q *Queue) receive(ctx context.Context, count bool) (n int, err error) {
 	}
 }
 
-// adaptiveSlice is WaitAdaptive's next wait in C after slices of them: at
-// most one slice, and noarm (leave the eventfd) on all but the last, so
-// the park after the last loses no wake-up.
+// adaptiveSlice is WaitAdaptive's next wait in C after slices of them.
 func (q *Queue) adaptiveSlice(slices int) (spin time.Duration, noarm bool) {
-	left := q.spin - time.Duration(slices)*spinSlice
+	return waitSlice(q.spin, slices)
+}
+
+// waitSlice is the next wait in C of a waiting receive that spins for
+// total before it parks, after slices of them: at most one slice, and
+// noarm (leave the eventfd) on all but the last, so the park after the
+// last loses no wake-up.
+func waitSlice(total time.Duration, slices int) (spin time.Duration, noarm bool) {
+	left := total - time.Duration(slices)*spinSlice
 	return min(left, spinSlice), left > spinSlice
 }
 

@@ -13,7 +13,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 )
 
 // recvCopyWait is recvStreamWait (harness_test.go) over CopyRxWait.
@@ -96,22 +95,6 @@ func TestRxWaitReceivesDuringSpin(t *testing.T) {
 				require.NoError(t, err)
 			}
 		})
-	}
-}
-
-// efdReadable reports whether rx queue qid's eventfd holds a signal.
-func efdReadable(t *testing.T, c *Conn, qid uint16, timeout time.Duration) bool {
-	t.Helper()
-	fd, err := c.QueueEventFD(qid)
-	require.NoError(t, err)
-	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-	for {
-		n, err := unix.Poll(pfd, int(timeout/time.Millisecond))
-		if err == unix.EINTR {
-			continue
-		}
-		require.NoError(t, err)
-		return n > 0
 	}
 }
 

@@ -61,10 +61,8 @@ func recvHeadroom(t *testing.T, c *Conn, bufs *Buffers, headroom uint16, want in
 // noBadDescriptors checks that neither side of a pair counted anything.
 func noBadDescriptors(t *testing.T, master, slave *Conn) {
 	t.Helper()
-	ms, err := master.DescriptorStats(0)
-	require.NoError(t, err)
-	ss, err := slave.DescriptorStats(0)
-	require.NoError(t, err)
+	ms := descStats(t, master, 0)
+	ss := descStats(t, slave, 0)
 	require.Zero(t, ms.TxBadDescriptors)
 	require.Zero(t, ss.RxBadDescriptors)
 	require.Zero(t, ss.RxDropped)
@@ -134,13 +132,11 @@ func TestMasterCopyTxAfterSegmentLowered(t *testing.T) {
 	defer b.Free()
 	data := make([]byte, 4*2000)
 	offs := []int32{0, 2000, 4000, 6000, 8000}
-	before, err := p.master.DescriptorStats(0)
-	require.NoError(t, err)
+	before := descStats(t, p.master, 0)
 	n, err := p.master.CopyTx(0, b, data, offs)
 	require.NoError(t, err)
 	assert.Equal(t, 2, n, "two 2000-byte packets fill 64 buffers of 64 bytes")
-	after, err := p.master.DescriptorStats(0)
-	require.NoError(t, err)
+	after := descStats(t, p.master, 0)
 	assert.Equal(t, before.TxBadDescriptors, after.TxBadDescriptors)
 	assert.Equal(t, before.TxEmpty, after.TxEmpty)
 }

@@ -221,8 +221,7 @@ func TestRxWaitHostileRing(t *testing.T) {
 		}
 	}
 	stopScribble()
-	st, err := p.master.DescriptorStats(0)
-	require.NoError(t, err)
+	st := descStats(t, p.master, 0)
 	assert.Positive(t, st.RxBadDescriptors+st.RxDropped+st.RxEmpty, "bad descriptors counted")
 }
 

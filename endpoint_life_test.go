@@ -109,12 +109,7 @@ func peerGoneWhileHolding(t *testing.T, holderIsMaster bool, runs int) {
 		}
 		require.NoError(t, peer.Close(), "run %d: the peer goes away", run)
 		require.NoError(t, <-ran)
-		select {
-		case err := <-results:
-			require.NoError(t, err, "run %d", run)
-		case <-time.After(10 * time.Second):
-			t.Fatalf("run %d: the handler did not see the link go down within 10s", run)
-		}
+		require.NoError(t, within(t, results, 10*time.Second, "run %d: the handler saw the link go down", run), "run %d", run)
 		waitFor(t, 5*time.Second, "link down", func() bool { _, up := holder.Link(); return !up })
 	}
 	assert.Equal(t, uint64(runs), holder.Sessions())
@@ -199,12 +194,7 @@ func TestEndpointSteadyStateAllocs(t *testing.T) {
 		allocs <- testing.AllocsPerRun(1000, one)
 		return nil
 	})
-	select {
-	case a := <-allocs:
-		assert.Zero(t, a, "allocations per round trip")
-	case <-time.After(20 * time.Second):
-		t.Fatal("no result within 20s")
-	}
+	assert.Zero(t, within(t, allocs, 20*time.Second, "a result"), "allocations per round trip")
 }
 
 // TestEndpointZeroCopyAndSendAllocs: Alloc/Send in a handler and
@@ -236,12 +226,7 @@ func TestEndpointZeroCopyAndSendAllocs(t *testing.T) {
 			}
 		}
 	})
-	select {
-	case a := <-allocs:
-		assert.Zero(t, a, "allocations per zero-copy round trip")
-	case <-time.After(20 * time.Second):
-		t.Fatal("no result within 20s")
-	}
+	assert.Zero(t, within(t, allocs, 20*time.Second, "a result"), "allocations per zero-copy round trip")
 	zeroCopy <- true
 	data := make([]byte, 4*128)
 	offs := []int32{0, 128, 256, 384, 512}

@@ -76,12 +76,7 @@ func TestEndpointReconnectsBoundMappings(t *testing.T) {
 		require.NoError(t, err)
 		ran := make(chan error, 1)
 		go func() { ran <- slave.Run(context.Background()) }()
-		select {
-		case err := <-results:
-			require.NoError(t, err, "cycle %d", cycle)
-		case <-time.After(10 * time.Second):
-			t.Fatalf("cycle %d: no echo within 10s", cycle)
-		}
+		require.NoError(t, within(t, results, 10*time.Second, "cycle %d: echoes", cycle), "cycle %d", cycle)
 		if cycle > 0 { // the new link's packets are in the descriptors now
 			require.Equal(t, 1, old[0].Len())
 			require.Nil(t, old[0].Data(0), "cycle %d: a Batch made before the last link's first burst", cycle)
@@ -90,11 +85,7 @@ func TestEndpointReconnectsBoundMappings(t *testing.T) {
 		}
 		require.NoError(t, slave.Close())
 		require.NoError(t, <-ran)
-		select {
-		case old = <-kept:
-		case <-time.After(10 * time.Second):
-			t.Fatalf("cycle %d: the handler did not end with the link within 10s", cycle)
-		}
+		old = within(t, kept, 10*time.Second, "cycle %d: the handler ended with the link", cycle)
 		waitFor(t, 5*time.Second, "link down", func() bool { _, up := master.Link(); return !up })
 	}
 	grown := descMaps.Load() - before

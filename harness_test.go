@@ -386,3 +386,16 @@ func efdReadable(t testing.TB, c *Conn, qid uint16, timeout time.Duration) bool 
 		return n == 1 && pfd[0].Revents&unix.POLLIN != 0
 	}
 }
+
+// within returns the next value from ch, failing the test when none comes
+// within timeout (what: what was awaited).
+func within[T any](t testing.TB, ch <-chan T, timeout time.Duration, what string, args ...any) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(timeout):
+		t.Fatalf("%s: not within %v", fmt.Sprintf(what, args...), timeout)
+		panic("unreachable")
+	}
+}

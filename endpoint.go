@@ -307,10 +307,15 @@ func (e *Endpoint) report(err error) {
 func (e *Endpoint) counters(qid int) *queueCounters {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for len(e.stats) <= qid {
-		e.stats = append(e.stats, &queueCounters{})
+	return nth(&e.stats, qid)
+}
+
+// nth returns (*s)[i], growing *s with new values up to i.
+func nth[T any](s *[]*T, i int) *T {
+	for len(*s) <= i {
+		*s = append(*s, new(T))
 	}
-	return e.stats[qid]
+	return (*s)[i]
 }
 
 // Stats returns every queue's counters so far (indexed by queue id,

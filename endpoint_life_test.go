@@ -173,6 +173,14 @@ func TestEndpointIdleQueuesNoThreads(t *testing.T) {
 	assert.LessOrEqual(t, after-before, bound, "idle interrupt queues must not hold OS threads")
 }
 
+// warmAllocs is one's allocations per run once warm.
+func warmAllocs(one func()) float64 {
+	for range 100 {
+		one()
+	}
+	return testing.AllocsPerRun(1000, one)
+}
+
 // TestEndpointSteadyStateAllocs: Stage, Flush and Receive allocate nothing
 // once warm, on either side, parked waits included.
 func TestEndpointSteadyStateAllocs(t *testing.T) {
@@ -188,10 +196,7 @@ func TestEndpointSteadyStateAllocs(t *testing.T) {
 			q.Flush(ctx)
 			q.Receive(ctx)
 		}
-		for range 100 {
-			one()
-		}
-		allocs <- testing.AllocsPerRun(1000, one)
+		allocs <- warmAllocs(one)
 		return nil
 	})
 	assert.Zero(t, within(t, allocs, 20*time.Second, "a result"), "allocations per round trip")
@@ -215,10 +220,7 @@ func TestEndpointZeroCopyAndSendAllocs(t *testing.T) {
 			}
 			q.Receive(ctx)
 		}
-		for range 100 {
-			one()
-		}
-		allocs <- testing.AllocsPerRun(1000, one)
+		allocs <- warmAllocs(one)
 		<-zeroCopy // then only drain the echoes of Endpoint.Send
 		for {
 			if _, err := q.Receive(ctx); err != nil {

@@ -297,20 +297,11 @@ func sendStream(c *Conn, qid, stream uint16, count int, size func(uint64) int, b
 // queue 0 and checks every one arrived intact and in order.
 func streamOne(t testing.TB, tx, rx *Conn, stream uint16, count, size int) {
 	t.Helper()
-	var wg sync.WaitGroup
-	errs := make(chan error, 2)
-	done := make(chan struct{})
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		errs <- sendStream(tx, 0, stream, count, func(uint64) int { return size }, 2048, 32, done)
-	}()
-	go func() { defer wg.Done(); errs <- recvStream(rx, 0, stream, count, done) }()
-	waitAll(t, &wg, done, 30*time.Second)
-	close(errs)
-	for err := range errs {
-		require.NoError(t, err)
-	}
+	runAll(t, 30*time.Second,
+		func(stop <-chan struct{}) error {
+			return sendStream(tx, 0, stream, count, func(uint64) int { return size }, 2048, 32, stop)
+		},
+		func(stop <-chan struct{}) error { return recvStream(rx, 0, stream, count, stop) })
 }
 
 // recvStream receives count packets on queue qid and verifies each: intact

@@ -73,27 +73,14 @@ func TestRxWaitReceivesDuringSpin(t *testing.T) {
 	} {
 		t.Run(dir.name, func(t *testing.T) {
 			const count = 20000
-			var wg sync.WaitGroup
-			errs := make(chan error, 2)
-			done := make(chan struct{})
-			wg.Add(2)
-			go func() {
-				defer wg.Done()
-				errs <- sendStream(dir.tx, 0, 7, count, size, 2048, 8, done)
-			}()
-			go func() {
-				defer wg.Done()
-				if dir.copyRx {
-					errs <- recvCopyWait(dir.rx, 7, count, 200*time.Microsecond, done)
-				} else {
-					errs <- recvStreamWait(dir.rx, 0, 7, count, 200*time.Microsecond, done)
-				}
-			}()
-			waitAll(t, &wg, done, 60*time.Second)
-			close(errs)
-			for err := range errs {
-				require.NoError(t, err)
-			}
+			runAll(t, 60*time.Second,
+				func(stop <-chan struct{}) error { return sendStream(dir.tx, 0, 7, count, size, 2048, 8, stop) },
+				func(stop <-chan struct{}) error {
+					if dir.copyRx {
+						return recvCopyWait(dir.rx, 7, count, 200*time.Microsecond, stop)
+					}
+					return recvStreamWait(dir.rx, 0, 7, count, 200*time.Microsecond, stop)
+				})
 		})
 	}
 }

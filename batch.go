@@ -23,24 +23,24 @@ import (
 // keeps its Buffers' descriptor memory alive, even past Free.
 type Batch struct {
 	d    []C.memif_buffer_t
-	gone *atomic.Bool // the session's unmapped flag, or noSession
+	gone *atomic.Bool // the session's unmapped flag, or (no burst yet) the batch's freed
 	keep *Buffers
 }
 
-// noSession is the flag of a batch no burst filled yet: never set.
+// noSession is the flag of an empty Batch: never set.
 var noSession atomic.Bool
 
 // Batch returns the accessor of buffers [0, n) (n clipped to the batch).
 // A nil or freed batch gives an empty Batch.
 func (b *Buffers) Batch(n int) Batch {
-	if b == nil || b.p == nil || b.meta.freed || n <= 0 {
+	if b == nil || b.p == nil || b.meta.freed.Load() || n <= 0 {
 		return Batch{gone: &noSession}
 	}
 	n = min(n, len(b.b))
 	if r := b.root(); !r.shared {
 		r.shared = true
 	}
-	v := Batch{d: b.b[:n:n], gone: &noSession, keep: b}
+	v := Batch{d: b.b[:n:n], gone: &b.meta.freed, keep: b}
 	if s := b.meta.session; s != nil {
 		v.gone = &s.unmapped
 	}

@@ -8,10 +8,8 @@ package memif
 import "C"
 
 import (
-	"runtime"
+	"sync/atomic"
 	"unsafe"
-
-	"golang.org/x/sys/unix"
 )
 
 // MaxBurst is the largest batch: libmemif counts buffers in uint16.
@@ -47,14 +45,13 @@ const MaxBurst = 0xffff
 // Methods on a nil or freed batch, or with an index outside it, return
 // zero values (nil, 0, false) or an *ArgError, never panic.
 type Buffers struct {
-	p       *C.memif_buffer_t
-	b       []C.memif_buffer_t
-	caps    []uint32 // bytes each tx buffer may hold, checked by TxBurst
-	meta    *batchMeta
-	cleanup runtime.Cleanup
-	parent  *Buffers // keeps the memory of a Slice alive
-	shared  bool     // a Batch or Slice was made: Free leaves the memory to the cleanup
-	mem     []byte   // the mapping behind p (root batches)
+	p      *C.memif_buffer_t
+	b      []C.memif_buffer_t
+	caps   []uint32 // bytes each tx buffer may hold, checked by TxBurst
+	meta   *batchMeta
+	parent *Buffers // keeps the memory of a Slice alive
+	shared bool     // a Batch or Slice was made: Free leaves the memory to the cleanup
+	m      *descMap // the mapping behind p (root batches)
 }
 
 // batchMeta is shared by a batch and its slices.
@@ -64,8 +61,11 @@ type batchMeta struct {
 	session *link
 	// pend is how many received buffers Forward left at the front of the
 	// batch, unrefilled, for its next call (forward.go).
-	pend  int
-	freed bool // the root batch was freed (Free): its Slices are dead too
+	pend int
+	// freed: the root batch was freed (Free, or detached for reuse): its
+	// Slices are dead too, and so are the views of a Batch made before a
+	// burst filled it.
+	freed atomic.Bool
 	// A cache line of its own (the 64-byte size class): bursts write
 	// session, and the tx and rx batches of two threads were neighbours.
 	_ [64 - 24]byte
@@ -77,19 +77,11 @@ func NewBuffers(n int) (*Buffers, error) {
 	if n < 1 || n > MaxBurst {
 		return nil, argErr("NewBuffers", "batch size", "%d is outside 1..%d", n, MaxBurst)
 	}
-	// MEMIFGO_SLACK more descriptors than asked: room for libmemif's worst
-	// case on a master whose slave races the pre-check (descriptors.h).
-	// Anonymous pages come zeroed on first touch: unused, the slack costs
-	// address space only (calloc would zero it whenever it reuses heap).
-	mem, err := unix.Mmap(-1, 0, (n+C.MEMIFGO_SLACK)*int(unsafe.Sizeof(C.memif_buffer_t{})),
-		unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	m, err := mapDesc(n)
 	if err != nil {
-		return nil, &Error{Op: "NewBuffers", Err: ErrNoMem}
+		return nil, err
 	}
-	p := (*C.memif_buffer_t)(unsafe.Pointer(&mem[0]))
-	b := &Buffers{p: p, b: unsafe.Slice(p, n), caps: make([]uint32, n), meta: &batchMeta{}, mem: mem}
-	b.cleanup = runtime.AddCleanup(b, func(mem []byte) { unix.Munmap(mem) }, mem)
-	return b, nil
+	return m.batch(n), nil
 }
 
 // Cap is the number of descriptors in the batch.
@@ -106,8 +98,10 @@ func (b *Buffers) live(i int) bool {
 	if b == nil || uint(i) >= uint(len(b.b)) {
 		return false
 	}
-	s := b.meta.session
-	return s == nil || !s.unmapped.Load()
+	if s := b.meta.session; s != nil {
+		return !s.unmapped.Load()
+	}
+	return !b.meta.freed.Load() // a Slice of a freed batch
 }
 
 // Data is buffer i's bytes in shared memory, len(Data) == Len(i). It is a
@@ -155,7 +149,7 @@ func (b *Buffers) Len(i int) int {
 // length as it was.
 func (b *Buffers) SetLen(i, n int) error {
 	const op = "Buffers.SetLen"
-	if b == nil || b.p == nil {
+	if b == nil || b.p == nil || b.meta.freed.Load() {
 		return argErr(op, "buffers", "nil or freed batch")
 	}
 	if uint(i) >= uint(len(b.b)) {
@@ -180,7 +174,7 @@ func (b *Buffers) HasNext(i int) bool {
 // SetNext sets or clears MEMIF_BUFFER_FLAG_NEXT on buffer i (no-op outside
 // the batch).
 func (b *Buffers) SetNext(i int, next bool) {
-	if b == nil || uint(i) >= uint(len(b.b)) {
+	if b == nil || uint(i) >= uint(len(b.b)) || b.meta.freed.Load() {
 		return
 	}
 	if next {
@@ -249,17 +243,22 @@ func (b *Buffers) Free() {
 	if b == nil || b.p == nil || b.parent != nil {
 		return
 	}
+	b.detach().free()
+}
+
+// detach makes the root batch b unusable, and with it its Slices (they
+// share meta), and returns its mapping, still mapped. b keeps pointing at
+// the mapping: a Batch or Slice of b keeps it mapped through b.
+func (b *Buffers) detach() *descMap {
+	m := b.m
+	m.shared = m.shared || b.shared
 	b.p, b.b, b.caps = nil, nil, nil
-	b.meta.freed = true // its Slices share meta: bursts with them fail too
-	if !b.shared {      // no Batch or Slice can point at it
-		b.cleanup.Stop()
-		unix.Munmap(b.mem)
-	}
-	b.mem = nil
+	b.meta.freed.Store(true)
+	return m
 }
 
 func (b *Buffers) checkCount(op string, count int) error {
-	if b == nil || b.p == nil || b.meta.freed {
+	if b == nil || b.p == nil || b.meta.freed.Load() {
 		return argErr(op, "buffers", "nil or freed batch")
 	}
 	if count < 0 || count > len(b.b) {

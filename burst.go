@@ -76,12 +76,18 @@ func (c *Conn) RxBurst(qid uint16, bufs *Buffers, count int) (n int, more bool, 
 	if err != nil {
 		return 0, false, err
 	}
+	return received(opRx, bufs, l, r)
+}
+
+// received is a receive's result: bufs now holds views of link l, and
+// ErrNoBuf means more packets are pending, not failure.
+func received(op int, bufs *Buffers, l *link, r C.uint64_t) (n int, more bool, err error) {
 	bufs.meta.session = l
 	n, code := unpack(r)
 	if code == int64(ErrNoBuf) {
 		return n, true, nil
 	}
-	return n, false, hotErr(opRx, code)
+	return n, false, hotErr(op, code)
 }
 
 // RefillRxBurst gives back refill buffers of rx queue qid (memif_refill_queue
@@ -118,12 +124,7 @@ func (c *Conn) refillRx(qid uint16, refill int, headroom uint16, bufs *Buffers, 
 	if err != nil {
 		return 0, false, err
 	}
-	bufs.meta.session = l
-	n, code := unpack(r)
-	if code == int64(ErrNoBuf) {
-		return n, true, nil
-	}
-	return n, false, hotErr(opRefillRx, code)
+	return received(opRefillRx, bufs, l, r)
 }
 
 // RefillQueue wraps memif_refill_queue: give count received buffers of rx

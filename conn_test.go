@@ -14,7 +14,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
-	"golang.org/x/sys/unix"
 )
 
 // sendOne sends one verified packet of stream/seq on queue qid.
@@ -95,19 +94,6 @@ func TestInterruptModeCallback(t *testing.T) {
 	}
 }
 
-func pollReadable(t *testing.T, fd int, timeout time.Duration) bool {
-	t.Helper()
-	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-	for {
-		n, err := unix.Poll(fds, int(timeout/time.Millisecond))
-		if err == unix.EINTR {
-			continue
-		}
-		require.NoError(t, err)
-		return n == 1 && fds[0].Revents&unix.POLLIN != 0
-	}
-}
-
 func TestQueueEventFDAndPollingMode(t *testing.T) {
 	p := connectPair(t, ConnArgs{}, ConnArgs{})
 	efd, err := p.slave.QueueEventFD(0)
@@ -118,9 +104,9 @@ func TestQueueEventFDAndPollingMode(t *testing.T) {
 	defer bufs.Free()
 
 	// Interrupt mode: a transmit makes the peer's queue fd readable.
-	assert.False(t, pollReadable(t, efd, 0))
+	assert.False(t, efdReadable(t, p.slave, 0, 0))
 	sendOne(t, p.master, 0, 0, 1)
-	assert.True(t, pollReadable(t, efd, 5*time.Second))
+	assert.True(t, efdReadable(t, p.slave, 0, 5*time.Second))
 	n, more, err := p.slave.RxBurst(0, bufs, 8)
 	require.NoError(t, err)
 	assert.False(t, more)
@@ -132,7 +118,7 @@ func TestQueueEventFDAndPollingMode(t *testing.T) {
 	n, _, err = p.slave.RxBurst(0, bufs, 8) // empty ring: consumes the event
 	require.NoError(t, err)
 	assert.Zero(t, n)
-	assert.False(t, pollReadable(t, efd, 0), "RxBurst consumed the interrupt")
+	assert.False(t, efdReadable(t, p.slave, 0, 0), "RxBurst consumed the interrupt")
 
 	// Polling mode: the peer stops signalling, packets still arrive.
 	require.NoError(t, p.slave.SetRxMode(RxModePolling, 0))
@@ -141,7 +127,7 @@ func TestQueueEventFDAndPollingMode(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, uint16(QueueFlagPolling), d.RxQueues[0].Flags&QueueFlagPolling)
 	sendOne(t, p.master, 0, 0, 2)
-	assert.False(t, pollReadable(t, efd, 0), "no interrupt in polling mode")
+	assert.False(t, efdReadable(t, p.slave, 0, 0), "no interrupt in polling mode")
 	n, _, err = p.slave.RxBurst(0, bufs, 8)
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
@@ -152,7 +138,7 @@ func TestQueueEventFDAndPollingMode(t *testing.T) {
 
 	require.NoError(t, p.slave.SetRxMode(RxModeInterrupt, 0))
 	sendOne(t, p.master, 0, 0, 3)
-	assert.True(t, pollReadable(t, efd, 5*time.Second), "interrupts are back")
+	assert.True(t, efdReadable(t, p.slave, 0, 5*time.Second), "interrupts are back")
 }
 
 func TestSecret(t *testing.T) {

@@ -186,11 +186,7 @@ func (c *Conn) ringDesc(tx bool, qid, slot uint16) *ringDesc {
 	if l == nil || l.guard == 0 {
 		return nil
 	}
-	t := C.int(0)
-	if tx {
-		t = 1
-	}
-	return (*ringDesc)(C.memifgo_guard_desc_addr(l.guard, t, C.uint16_t(qid), C.uint16_t(slot)))
+	return (*ringDesc)(C.memifgo_guard_desc_addr(l.guard, ringDir(tx), C.uint16_t(qid), C.uint16_t(slot)))
 }
 
 // ringHead returns the head index field of a ring in shared memory (nil as
@@ -200,11 +196,7 @@ func (c *Conn) ringHead(tx bool, qid uint16) *uint16 {
 	if l == nil || l.guard == 0 {
 		return nil
 	}
-	t := C.int(0)
-	if tx {
-		t = 1
-	}
-	return (*uint16)(C.memifgo_guard_head_addr(l.guard, t, C.uint16_t(qid)))
+	return (*uint16)(C.memifgo_guard_head_addr(l.guard, ringDir(tx), C.uint16_t(qid)))
 }
 
 // ringIndex returns the guard's mirrors of queue qid: rx next slot to
@@ -214,13 +206,17 @@ func (c *Conn) ringIndex(tx bool, qid uint16) (cur, rel uint16) {
 	if l == nil {
 		return 0, 0
 	}
-	t := C.int(0)
-	if tx {
-		t = 1
-	}
-	v := uint32(C.memifgo_guard_index(l.guard, t, C.uint16_t(qid))) // no lock: as DescriptorStats
+	v := uint32(C.memifgo_guard_index(l.guard, ringDir(tx), C.uint16_t(qid))) // no lock: as DescriptorStats
 	runtime.KeepAlive(l)
 	return uint16(v >> 16), uint16(v)
+}
+
+// ringDir is the guard's name of a ring direction.
+func ringDir(tx bool) C.int {
+	if tx {
+		return 1
+	}
+	return 0
 }
 
 // slot is buffer i's ring slot (memif_buffer_t.desc_index).

@@ -101,6 +101,7 @@ type Endpoint struct {
 
 	sess     *session // current link session; loop goroutine only
 	sessions atomic.Uint64
+	spare    spares // the queues' batches between links
 
 	mu      sync.Mutex
 	link    *Link
@@ -190,6 +191,7 @@ func (e *Endpoint) Run(ctx context.Context) error {
 	e.mu.Unlock()
 	defer close(e.done)
 	defer e.freeSenders() // the interface is deleted by then: Send fails before C
+	defer e.spare.close() // no link comes up any more
 	defer e.cancel()
 	if e.owned {
 		return e.loop.Run(ctx) // deletes the interface at the end
@@ -222,6 +224,7 @@ func (e *Endpoint) Close() error {
 	e.state = epDone
 	e.mu.Unlock()
 	defer close(e.done)
+	defer e.spare.close() // on a shared Loop, links came up without Run
 	if e.owned {
 		e.closeUnrun()
 		return nil
@@ -304,10 +307,15 @@ func (e *Endpoint) report(err error) {
 func (e *Endpoint) counters(qid int) *queueCounters {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for len(e.stats) <= qid {
-		e.stats = append(e.stats, &queueCounters{})
+	return nth(&e.stats, qid)
+}
+
+// nth returns (*s)[i], growing *s with new values up to i.
+func nth[T any](s *[]*T, i int) *T {
+	for len(*s) <= i {
+		*s = append(*s, new(T))
 	}
-	return e.stats[qid]
+	return (*s)[i]
 }
 
 // Stats returns every queue's counters so far (indexed by queue id,

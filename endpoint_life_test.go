@@ -109,12 +109,7 @@ func peerGoneWhileHolding(t *testing.T, holderIsMaster bool, runs int) {
 		}
 		require.NoError(t, peer.Close(), "run %d: the peer goes away", run)
 		require.NoError(t, <-ran)
-		select {
-		case err := <-results:
-			require.NoError(t, err, "run %d", run)
-		case <-time.After(10 * time.Second):
-			t.Fatalf("run %d: the handler did not see the link go down within 10s", run)
-		}
+		require.NoError(t, within(t, results, 10*time.Second, "run %d: the handler saw the link go down", run), "run %d", run)
 		waitFor(t, 5*time.Second, "link down", func() bool { _, up := holder.Link(); return !up })
 	}
 	assert.Equal(t, uint64(runs), holder.Sessions())
@@ -178,6 +173,14 @@ func TestEndpointIdleQueuesNoThreads(t *testing.T) {
 	assert.LessOrEqual(t, after-before, bound, "idle interrupt queues must not hold OS threads")
 }
 
+// warmAllocs is one's allocations per run once warm.
+func warmAllocs(one func()) float64 {
+	for range 100 {
+		one()
+	}
+	return testing.AllocsPerRun(1000, one)
+}
+
 // TestEndpointSteadyStateAllocs: Stage, Flush and Receive allocate nothing
 // once warm, on either side, parked waits included.
 func TestEndpointSteadyStateAllocs(t *testing.T) {
@@ -193,18 +196,10 @@ func TestEndpointSteadyStateAllocs(t *testing.T) {
 			q.Flush(ctx)
 			q.Receive(ctx)
 		}
-		for range 100 {
-			one()
-		}
-		allocs <- testing.AllocsPerRun(1000, one)
+		allocs <- warmAllocs(one)
 		return nil
 	})
-	select {
-	case a := <-allocs:
-		assert.Zero(t, a, "allocations per round trip")
-	case <-time.After(20 * time.Second):
-		t.Fatal("no result within 20s")
-	}
+	assert.Zero(t, within(t, allocs, 20*time.Second, "a result"), "allocations per round trip")
 }
 
 // TestEndpointZeroCopyAndSendAllocs: Alloc/Send in a handler and
@@ -225,10 +220,7 @@ func TestEndpointZeroCopyAndSendAllocs(t *testing.T) {
 			}
 			q.Receive(ctx)
 		}
-		for range 100 {
-			one()
-		}
-		allocs <- testing.AllocsPerRun(1000, one)
+		allocs <- warmAllocs(one)
 		<-zeroCopy // then only drain the echoes of Endpoint.Send
 		for {
 			if _, err := q.Receive(ctx); err != nil {
@@ -236,12 +228,7 @@ func TestEndpointZeroCopyAndSendAllocs(t *testing.T) {
 			}
 		}
 	})
-	select {
-	case a := <-allocs:
-		assert.Zero(t, a, "allocations per zero-copy round trip")
-	case <-time.After(20 * time.Second):
-		t.Fatal("no result within 20s")
-	}
+	assert.Zero(t, within(t, allocs, 20*time.Second, "a result"), "allocations per zero-copy round trip")
 	zeroCopy <- true
 	data := make([]byte, 4*128)
 	offs := []int32{0, 128, 256, 384, 512}

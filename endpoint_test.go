@@ -63,6 +63,34 @@ func echo(ctx context.Context, q *Queue) error {
 	}
 }
 
+// verifyHandler receives count packets on each queue, checks every one
+// (want: the stream and seq of the queue's next-th packet) and reports once
+// per queue on got: nil, or what went wrong first.
+func verifyHandler(count uint64, want func(q *Queue, next uint64) (stream uint16, seq uint64), got chan<- error) Handler {
+	return func(ctx context.Context, q *Queue) error {
+		for next := uint64(0); next < count; {
+			n, err := q.Receive(ctx)
+			if err != nil {
+				got <- err
+				return nil
+			}
+			for i := range n {
+				st, seq, err := checkPacket(q.Rx().Data(i))
+				if ws, wseq := want(q, next); err == nil && (st != ws || seq != wseq) {
+					err = fmt.Errorf("queue %d: packet %d is stream %d seq %d, want stream %d seq %d", q.ID(), next, st, seq, ws, wseq)
+				}
+				if err != nil {
+					got <- err
+					return nil
+				}
+				next++
+			}
+		}
+		got <- nil
+		return nil
+	}
+}
+
 // pingStream sends count verified packets of size bytes on q and checks
 // that each comes back intact and in order.
 func pingStream(ctx context.Context, q *Queue, count, size, burst int) error {
@@ -123,12 +151,7 @@ func TestEndpointEchoModes(t *testing.T) {
 				assert.Equal(t, mode == WaitPoll, rq.Flags&QueueFlagPolling != 0, "queue %d flags %#x", rq.QID, rq.Flags)
 			}
 			for range queues {
-				select {
-				case err := <-results:
-					require.NoError(t, err)
-				case <-time.After(30 * time.Second):
-					t.Fatal("streams did not finish within 30s")
-				}
+				require.NoError(t, within(t, results, 30*time.Second, "streams finished"))
 			}
 			st := slave.Stats()
 			require.Len(t, st, queues)
@@ -172,20 +195,10 @@ func TestEndpointHandlerPanicRestarts(t *testing.T) {
 		done <- pingStream(ctx, q, 100, 100, 10)
 		return nil
 	})
-	select {
-	case err := <-errs:
-		var cb *CallbackError
-		require.ErrorAs(t, err, &cb)
-		assert.Equal(t, "first run", cb.Panic)
-	case <-time.After(5 * time.Second):
-		t.Fatal("the panic was not reported within 5s")
-	}
-	select {
-	case err := <-done:
-		require.NoError(t, err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("no echoes from the restarted handler within 10s")
-	}
+	var cb *CallbackError
+	require.ErrorAs(t, within(t, errs, 5*time.Second, "the panic reported"), &cb)
+	assert.Equal(t, "first run", cb.Panic)
+	require.NoError(t, within(t, done, 10*time.Second, "echoes from the restarted handler"))
 	assert.Equal(t, uint64(1), master.Stats()[0].HandlerErrors)
 }
 
@@ -220,29 +233,7 @@ func TestEndpointZeroCopyAndSend(t *testing.T) {
 	got := make(chan error, 1)
 	const count = 2000
 	newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: path}, Conn: ConnArgs{IsMaster: true}},
-		func(ctx context.Context, q *Queue) error {
-			next := uint64(0)
-			for next < 2*count {
-				n, err := q.Receive(ctx)
-				if err != nil {
-					got <- err
-					return nil
-				}
-				for i := range n {
-					st, seq, err := checkPacket(q.Rx().Data(i))
-					if err == nil && (seq != next%count || st != uint16(next/count)) {
-						err = fmt.Errorf("got stream %d seq %d at %d", st, seq, next)
-					}
-					if err != nil {
-						got <- err
-						return nil
-					}
-					next++
-				}
-			}
-			got <- nil
-			return nil
-		})
+		verifyHandler(2*count, func(_ *Queue, next uint64) (uint16, uint64) { return uint16(next / count), next % count }, got))
 	slave := newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: path}},
 		func(ctx context.Context, q *Queue) error {
 			for seq := 0; seq < count; {
@@ -275,12 +266,7 @@ func TestEndpointZeroCopyAndSend(t *testing.T) {
 	n, err := slave.Send(ctx, 0, data, offs, 10*time.Second)
 	require.NoError(t, err)
 	require.Equal(t, count, n)
-	select {
-	case err := <-got:
-		require.NoError(t, err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("not everything arrived within 10s")
-	}
+	require.NoError(t, within(t, got, 10*time.Second, "everything arrived"))
 	assert.Equal(t, uint64(2*count), slave.Stats()[0].TxPackets)
 }
 
@@ -313,11 +299,7 @@ func TestEndpointDropsCounted(t *testing.T) {
 			return nil
 		})
 	var r result
-	select {
-	case r = <-got:
-	case <-time.After(10 * time.Second):
-		t.Fatal("no result within 10s")
-	}
+	r = within(t, got, 10*time.Second, "a result")
 	assert.Equal(t, 16, r.now, "a 16-slot ring takes 16")
 	assert.Zero(t, r.wait)
 	assert.ErrorIs(t, r.waitErr, ErrNoBufRing)
@@ -335,27 +317,7 @@ func TestEndpointAsymmetricQueues(t *testing.T) {
 	const count = 500
 	got := make(chan error, 2)
 	newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: path}, Conn: ConnArgs{IsMaster: true}},
-		func(ctx context.Context, q *Queue) error {
-			for next := uint64(0); next < count; {
-				n, err := q.Receive(ctx)
-				if err != nil {
-					return err
-				}
-				for i := range n {
-					st, seq, err := checkPacket(q.Rx().Data(i))
-					if err == nil && (int(st) != q.ID() || seq != next) {
-						err = fmt.Errorf("queue %d: stream %d seq %d, want seq %d", q.ID(), st, seq, next)
-					}
-					if err != nil {
-						got <- err
-						return nil
-					}
-					next++
-				}
-			}
-			got <- nil
-			return nil
-		})
+		verifyHandler(count, func(q *Queue, next uint64) (uint16, uint64) { return uint16(q.ID()), next }, got))
 	slave := newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: path}, Conn: ConnArgs{NumS2MRings: 2, NumM2SRings: 1}},
 		func(ctx context.Context, q *Queue) error {
 			for seq := range count {
@@ -371,12 +333,7 @@ func TestEndpointAsymmetricQueues(t *testing.T) {
 	assert.Equal(t, 1, l.RxQueues)
 	assert.Equal(t, 2, l.TxQueues)
 	for range 2 {
-		select {
-		case err := <-got:
-			require.NoError(t, err)
-		case <-time.After(10 * time.Second):
-			t.Fatal("not both queues within 10s")
-		}
+		require.NoError(t, within(t, got, 10*time.Second, "both queues"))
 	}
 	// Counters are added after each burst: the packets may land first.
 	waitFor(t, 5*time.Second, "queue 1's counters", func() bool { return slave.Stats()[1].TxPackets == count })

@@ -36,15 +36,9 @@ func TestForwardAllocRace(t *testing.T) {
 	require.Equal(t, warm, r.recv(2))
 
 	seqs, _ := s.send(100, 1000, 300, 1000) // runs: 100 | 1000 (raced) | ...
-	cur, _ := p.master.ringIndex(true, 0)
-	saved := make([]ringDesc, 1<<8)
-	for k := range saved {
-		saved[k] = *p.master.ringDesc(true, 0, cur+uint16(k))
-	}
-	mBefore, err := p.master.DescriptorStats(0)
-	require.NoError(t, err)
-	sBefore, err := p.slave.DescriptorStats(0)
-	require.NoError(t, err)
+	slots := saveSlaveSlots(p.master, 1<<8)
+	mBefore := descStats(t, p.master, 0)
+	sBefore := descStats(t, p.slave, 0)
 	// The second allocation finds 16-byte buffers: 63 for 1000 bytes, the
 	// batch has 39 left.
 	p.master.setTOCTOULength(16, 1)
@@ -61,24 +55,19 @@ func TestForwardAllocRace(t *testing.T) {
 	f.sent += n
 	now, rel := p.master.ringIndex(true, 0)
 	require.Equal(t, now, rel, "nothing left allocated and unsent")
-	require.Equal(t, uint16(1+63), now-cur)
-	mAfter, err := p.master.DescriptorStats(0)
-	require.NoError(t, err)
+	require.Equal(t, 1+63, slots.taken())
+	mAfter := descStats(t, p.master, 0)
 	assert.Equal(t, mBefore.TxBadDescriptors+1, mAfter.TxBadDescriptors)
 	assert.Equal(t, mBefore.TxEmpty+63, mAfter.TxEmpty, "the overrun buffers, given back empty")
-	for k := int(now - cur); k < len(saved); k++ { // the slave behaves again
-		*p.master.ringDesc(true, 0, cur+uint16(k)) = saved[k]
-	}
+	slots.restore(slots.taken()) // the slave behaves again
 	require.Equal(t, seqs[:1], r.recv(1))
 
 	pass(f.sent + 3)
 	require.Equal(t, seqs[1:], r.recv(3))
-	sAfter, err := p.slave.DescriptorStats(0)
-	require.NoError(t, err)
+	sAfter := descStats(t, p.slave, 0)
 	assert.Equal(t, sBefore.RxEmpty+63, sAfter.RxEmpty, "the peer saw the empty buffers")
 	assert.Zero(t, sAfter.RxBadDescriptors)
-	mEnd, err := p.master.DescriptorStats(0)
-	require.NoError(t, err)
+	mEnd := descStats(t, p.master, 0)
 	assert.Equal(t, mAfter, mEnd, "nothing more refused or flushed")
 	// A's packets: forwarded + dropped + pending == sent.
 	assert.Equal(t, len(warm)+len(seqs), f.sent)
@@ -153,8 +142,7 @@ func TestForwardBeyondWholeRing(t *testing.T) {
 			assert.Equal(t, count-1, f.sent)
 			assert.Equal(t, bufsBig, f.dropped, "A's buffers of the big packet, once")
 			assert.Zero(t, f.rx.Pending())
-			st, err := a.DescriptorStats(0)
-			require.NoError(t, err)
+			st := descStats(t, a, 0)
 			assert.Equal(t, uint64(bufsBig), st.RxDropped)
 			cur, rel := a.ringIndex(false, 0)
 			assert.Equal(t, cur, rel, fmt.Sprintf("A's buffers all given back (%s)", tc.name))
@@ -175,27 +163,19 @@ func TestCopyTxAllocRaceSendsEarlierPackets(t *testing.T) {
 	offs := []int32{0, 100, 1100} // two runs: 100 | 1000 (raced)
 	fillPacket(data[:100], 1, 1000)
 	fillPacket(data[100:], 1, 1001)
-	cur, _ := p.master.ringIndex(true, 0)
-	saved := make([]ringDesc, 1<<8)
-	for k := range saved {
-		saved[k] = *p.master.ringDesc(true, 0, cur+uint16(k))
-	}
-	before, err := p.master.DescriptorStats(0)
-	require.NoError(t, err)
+	slots := saveSlaveSlots(p.master, 1<<8)
+	before := descStats(t, p.master, 0)
 	p.master.setTOCTOULength(16, 1)
 	n, err := p.master.CopyTx(0, small, data, offs)
 	p.master.setTOCTOULength(0, 0)
 	require.ErrorIs(t, err, ErrBadDescriptor)
 	require.Equal(t, 1, n)
-	after, err := p.master.DescriptorStats(0)
-	require.NoError(t, err)
+	after := descStats(t, p.master, 0)
 	require.Equal(t, before.TxBadDescriptors+1, after.TxBadDescriptors)
 	require.Equal(t, before.TxEmpty+63, after.TxEmpty)
 	now, rel := p.master.ringIndex(true, 0)
 	require.Equal(t, now, rel, "nothing left allocated and unsent")
-	for k := int(now - cur); k < len(saved); k++ {
-		*p.master.ringDesc(true, 0, cur+uint16(k)) = saved[k]
-	}
+	slots.restore(slots.taken())
 	require.Equal(t, []uint64{1000}, r.recv(1))
 	n, err = p.master.CopyTx(0, small, data[100:], []int32{0, 1000}) // the rest, now
 	require.NoError(t, err)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // driver owns a socket's control path in one goroutine, as the package's
@@ -296,20 +297,11 @@ func sendStream(c *Conn, qid, stream uint16, count int, size func(uint64) int, b
 // queue 0 and checks every one arrived intact and in order.
 func streamOne(t testing.TB, tx, rx *Conn, stream uint16, count, size int) {
 	t.Helper()
-	var wg sync.WaitGroup
-	errs := make(chan error, 2)
-	done := make(chan struct{})
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		errs <- sendStream(tx, 0, stream, count, func(uint64) int { return size }, 2048, 32, done)
-	}()
-	go func() { defer wg.Done(); errs <- recvStream(rx, 0, stream, count, done) }()
-	waitAll(t, &wg, done, 30*time.Second)
-	close(errs)
-	for err := range errs {
-		require.NoError(t, err)
-	}
+	runAll(t, 30*time.Second,
+		func(stop <-chan struct{}) error {
+			return sendStream(tx, 0, stream, count, func(uint64) int { return size }, 2048, 32, stop)
+		},
+		func(stop <-chan struct{}) error { return recvStream(rx, 0, stream, count, stop) })
 }
 
 // recvStream receives count packets on queue qid and verifies each: intact
@@ -367,4 +359,34 @@ func recvStreamWait(c *Conn, qid, stream uint16, count int, spin time.Duration, 
 		}
 	}
 	return c.RefillQueue(qid, refill, 0)
+}
+
+// efdReadable reports whether rx queue qid's eventfd holds a signal, waiting
+// up to timeout (0: a look).
+func efdReadable(t testing.TB, c *Conn, qid uint16, timeout time.Duration) bool {
+	t.Helper()
+	fd, err := c.QueueEventFD(qid)
+	require.NoError(t, err)
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(pfd, int(timeout/time.Millisecond))
+		if err == unix.EINTR {
+			continue
+		}
+		require.NoError(t, err)
+		return n == 1 && pfd[0].Revents&unix.POLLIN != 0
+	}
+}
+
+// within returns the next value from ch, failing the test when none comes
+// within timeout (what: what was awaited).
+func within[T any](t testing.TB, ch <-chan T, timeout time.Duration, what string, args ...any) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(timeout):
+		t.Fatalf("%s: not within %v", fmt.Sprintf(what, args...), timeout)
+		panic("unreachable")
+	}
 }

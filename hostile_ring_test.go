@@ -167,7 +167,9 @@ func flow(t *testing.T, s *ringSender, r *receiver, rounds int) {
 	}
 }
 
-func TestHostileRxDescriptors(t *testing.T) {
+// eachWay runs f once per direction on a fresh hostile pair: from sends
+// (s), to receives (r), after two rounds of verified traffic.
+func eachWay(t *testing.T, f func(t *testing.T, from, to *Conn, s *ringSender, r *receiver)) {
 	for _, dir := range []string{"slave receives", "master receives"} {
 		t.Run(dir, func(t *testing.T) {
 			p := hostilePair(t)
@@ -178,47 +180,50 @@ func TestHostileRxDescriptors(t *testing.T) {
 			require.NotNil(t, from.ringDesc(true, 0, 0), "ring layout not found")
 			s, r := newSender(t, from), newReceiver(t, to)
 			flow(t, s, r, 2)
-			var bad, empty uint64
-			for _, a := range attacks {
-				seqs, slots := s.send(100, 200, 300, 400, 500, 600, 700, 800)
-				a.mut(from.ringDesc(true, 0, slots[3][0])) // after the send: the receiver's to read
-				require.Equal(t, without(seqs, seqs[3]), r.recv(7), a.name)
-				if a.name == "zero length" {
-					empty++ // a packet of one empty buffer: a peer giving buffers back
-				} else {
-					bad++
-				}
-				st, err := to.DescriptorStats(0)
-				require.NoError(t, err)
-				assert.Equal(t, bad, st.RxBadDescriptors, a.name)
-				assert.Equal(t, empty, st.RxEmpty, a.name)
-				assert.Equal(t, bad+empty, st.RxDropped, a.name)
-				flow(t, s, r, 3)
-			}
-			// A bad segment drops its whole chained packet, nothing else.
-			seqs, slots := s.send(100, 5000, 100)
-			require.Len(t, slots[1], 3)
-			from.ringDesc(true, 0, slots[1][1]).Region = 200
-			require.Equal(t, without(seqs, seqs[1]), r.recv(2))
-			st, err := to.DescriptorStats(0)
-			require.NoError(t, err)
-			assert.Equal(t, bad+1, st.RxBadDescriptors)
-			assert.Equal(t, bad+empty+3, st.RxDropped)
-
-			// An empty buffer inside a chain cuts bytes out of the packet:
-			// bad, the whole packet goes.
-			seqs, slots = s.send(100, 5000, 3000)
-			from.ringDesc(true, 0, slots[1][1]).Length = 0
-			require.Equal(t, without(seqs, seqs[1]), r.recv(2))
-			st, err = to.DescriptorStats(0)
-			require.NoError(t, err)
-			assert.Equal(t, bad+2, st.RxBadDescriptors)
-			assert.Equal(t, bad+empty+6, st.RxDropped)
-			// Several rings' worth: every dropped slot was given back.
-			flow(t, s, r, 100)
-			r.done()
+			f(t, from, to, s, r)
 		})
 	}
+}
+
+func TestHostileRxDescriptors(t *testing.T) {
+	eachWay(t, func(t *testing.T, from, to *Conn, s *ringSender, r *receiver) {
+		var bad, empty uint64
+		for _, a := range attacks {
+			seqs, slots := s.send(100, 200, 300, 400, 500, 600, 700, 800)
+			a.mut(from.ringDesc(true, 0, slots[3][0])) // after the send: the receiver's to read
+			require.Equal(t, without(seqs, seqs[3]), r.recv(7), a.name)
+			if a.name == "zero length" {
+				empty++ // a packet of one empty buffer: a peer giving buffers back
+			} else {
+				bad++
+			}
+			st := descStats(t, to, 0)
+			assert.Equal(t, bad, st.RxBadDescriptors, a.name)
+			assert.Equal(t, empty, st.RxEmpty, a.name)
+			assert.Equal(t, bad+empty, st.RxDropped, a.name)
+			flow(t, s, r, 3)
+		}
+		// A bad segment drops its whole chained packet, nothing else.
+		seqs, slots := s.send(100, 5000, 100)
+		require.Len(t, slots[1], 3)
+		from.ringDesc(true, 0, slots[1][1]).Region = 200
+		require.Equal(t, without(seqs, seqs[1]), r.recv(2))
+		st := descStats(t, to, 0)
+		assert.Equal(t, bad+1, st.RxBadDescriptors)
+		assert.Equal(t, bad+empty+3, st.RxDropped)
+
+		// An empty buffer inside a chain cuts bytes out of the packet:
+		// bad, the whole packet goes.
+		seqs, slots = s.send(100, 5000, 3000)
+		from.ringDesc(true, 0, slots[1][1]).Length = 0
+		require.Equal(t, without(seqs, seqs[1]), r.recv(2))
+		st = descStats(t, to, 0)
+		assert.Equal(t, bad+2, st.RxBadDescriptors)
+		assert.Equal(t, bad+empty+6, st.RxDropped)
+		// Several rings' worth: every dropped slot was given back.
+		flow(t, s, r, 100)
+		r.done()
+	})
 }
 
 // RxBurst + RefillQueue(count of buffers got): the dropped slots among
@@ -235,12 +240,10 @@ func TestHostileRxIndexBeyondRing(t *testing.T) {
 	b, err := NewBuffers(1024)
 	require.NoError(t, err)
 	defer b.Free()
-	before, err := p.master.DescriptorStats(0)
-	require.NoError(t, err)
+	before := descStats(t, p.master, 0)
 	n, _, err := p.master.RxBurst(0, b, 1024)
 	require.NoError(t, err)
-	after, err := p.master.DescriptorStats(0)
-	require.NoError(t, err)
+	after := descStats(t, p.master, 0)
 	cur2, rel2 := p.master.ringIndex(false, 0)
 	assert.Equal(t, uint16(256), cur2-rel2, "a ring's worth taken, no slot twice")
 	assert.Equal(t, 256, n+int(after.RxDropped-before.RxDropped))
@@ -290,8 +293,7 @@ func TestHostileRxDescriptorsRxBurstAndCopyRx(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, seqs[j], seq)
 		}
-		st, err := p.slave.DescriptorStats(0)
-		require.NoError(t, err)
+		st := descStats(t, p.slave, 0)
 		require.Equal(t, uint64(2*(i+1)), st.RxBadDescriptors+st.RxEmpty)
 	}
 	flow(t, s, newReceiver(t, p.slave), 100)
@@ -312,12 +314,9 @@ func TestHostileMasterTxDescriptors(t *testing.T) {
 	offs := []int32{0, 100, 200, 300}
 	short := attack{"length 1", func(d *ringDesc) { d.Length = 1 }}
 	for i, a := range append(attacks, short) {
-		cur, _ := p.master.ringIndex(true, 0)
-		saved := make([]ringDesc, 16)
-		for k := range saved {
-			d := p.master.ringDesc(true, 0, cur+uint16(k))
-			saved[k] = *d
-			a.mut(d)
+		slots := saveSlaveSlots(p.master, 16)
+		for k := range slots.descs {
+			a.mut(slots.desc(k))
 		}
 		n, err := p.master.BufferAlloc(0, small, 1, 100)
 		require.ErrorIs(t, err, ErrBadDescriptor, a.name)
@@ -328,12 +327,9 @@ func TestHostileMasterTxDescriptors(t *testing.T) {
 		n, err = p.master.CopyTx(0, small, data, offs)
 		require.ErrorIs(t, err, ErrBadDescriptor, a.name)
 		require.Zero(t, n)
-		st, err := p.master.DescriptorStats(0)
-		require.NoError(t, err)
+		st := descStats(t, p.master, 0)
 		require.Equal(t, uint64(i+1), st.TxBadDescriptors, "%s: counted once per bad slot", a.name)
-		for k := range saved { // the slave repairs it
-			*p.master.ringDesc(true, 0, cur+uint16(k)) = saved[k]
-		}
+		slots.restore(0) // the slave repairs it
 		flow(t, s, r, 3)
 	}
 	// A batch of the whole ring (the fast configuration): lengths and
@@ -344,8 +340,7 @@ func TestHostileMasterTxDescriptors(t *testing.T) {
 	require.NoError(t, err)
 	defer whole.Free()
 	stats := func(c *Conn) DescriptorStats {
-		st, err := c.DescriptorStats(0)
-		require.NoError(t, err)
+		st := descStats(t, c, 0)
 		return st
 	}
 	for _, a := range append(attacks, short) {
@@ -427,8 +422,7 @@ func TestHostileSlaveTxDescriptors(t *testing.T) {
 		a.mut(p.slave.ringDesc(true, 0, cur))
 		a.mut(p.slave.ringDesc(true, 0, cur+100)) // checked later, once per cycle
 		flow(t, s, r, 40)
-		st, err := p.slave.DescriptorStats(0)
-		require.NoError(t, err)
+		st := descStats(t, p.slave, 0)
 		require.Equal(t, uint64(2*(i+1)), st.TxBadDescriptors, a.name)
 	}
 	r.done()
@@ -466,13 +460,11 @@ func TestMasterLearnsSlaveBufferLength(t *testing.T) {
 		d := p.master.ringDesc(true, 0, cur)
 		saved := *d
 		d.Length = length
-		before, err := p.master.DescriptorStats(0)
-		require.NoError(t, err)
+		before := descStats(t, p.master, 0)
 		n, err := p.master.BufferAlloc(0, small, 1, 100)
 		require.ErrorIs(t, err, ErrBadDescriptor, "length %d", length)
 		require.Zero(t, n)
-		after, err := p.master.DescriptorStats(0)
-		require.NoError(t, err)
+		after := descStats(t, p.master, 0)
 		require.Equal(t, before.TxBadDescriptors+1, after.TxBadDescriptors)
 		*d = saved
 		flow(t, s, r, 2)
@@ -481,11 +473,9 @@ func TestMasterLearnsSlaveBufferLength(t *testing.T) {
 	for _, length := range []uint32{hostileBufSize/2 - 1, minSegment} {
 		cur, _ := p.master.ringIndex(true, 0)
 		p.master.ringDesc(true, 0, cur).Length = length
-		before, err := p.master.DescriptorStats(0)
-		require.NoError(t, err)
+		before := descStats(t, p.master, 0)
 		flow(t, s, r, 2) // every packet verified, the first in that buffer
-		after, err := p.master.DescriptorStats(0)
-		require.NoError(t, err)
+		after := descStats(t, p.master, 0)
 		require.Equal(t, before.TxBadDescriptors, after.TxBadDescriptors, "length %d", length)
 	}
 }
@@ -512,29 +502,63 @@ func TestMasterAllocRaceCannotOverflowBatch(t *testing.T) {
 		{"TxBurstAlloc", func() (int, error) { _, n, err := p.master.TxBurstAlloc(0, small, 0, 1, 2000); return n, err }},
 		{"CopyTx", func() (int, error) { return p.master.CopyTx(0, small, data, offs) }},
 	} {
-		saved := make([]ringDesc, 1<<8)
-		cur, _ := p.master.ringIndex(true, 0)
-		for k := range saved {
-			saved[k] = *p.master.ringDesc(true, 0, cur+uint16(k))
-		}
-		before, err := p.master.DescriptorStats(0)
-		require.NoError(t, err)
+		slots := saveSlaveSlots(p.master, 1<<8)
+		before := descStats(t, p.master, 0)
 		p.master.setTOCTOULength(16, 0) // a 1000-byte packet now takes 63 buffers
 		n, err := tc.alloc()
 		p.master.setTOCTOULength(0, 0)
 		require.ErrorIs(t, err, ErrBadDescriptor, tc.name)
 		require.Zero(t, n, tc.name)
-		after, err := p.master.DescriptorStats(0)
-		require.NoError(t, err)
+		after := descStats(t, p.master, 0)
 		require.Greater(t, after.TxBadDescriptors, before.TxBadDescriptors, tc.name)
 		// The buffers libmemif took went back to the slave empty (it drops
 		// and counts them, then refills them); the slave "repairs" the
 		// free ones it shortened.
-		now, _ := p.master.ringIndex(true, 0)
-		require.Greater(t, now-cur, uint16(small.Cap()), "%s: libmemif took more buffers than the batch holds", tc.name)
-		for k := int(now - cur); k < len(saved); k++ {
-			*p.master.ringDesc(true, 0, cur+uint16(k)) = saved[k]
-		}
+		require.Greater(t, slots.taken(), small.Cap(), "%s: libmemif took more buffers than the batch holds", tc.name)
+		slots.restore(slots.taken())
 		flow(t, s, r, 2)
+	}
+}
+
+// descStats is c's descriptor guard counts of queue qid.
+func descStats(t testing.TB, c *Conn, qid uint16) DescriptorStats {
+	t.Helper()
+	st, err := c.DescriptorStats(qid)
+	require.NoError(t, err)
+	return st
+}
+
+// slaveSlots is what the slave left in n slots of the master's tx ring 0
+// (its free buffers) from the master's next one on: a test that rewrites
+// them, playing a hostile slave, puts back (restore) what the slave would
+// repair.
+type slaveSlots struct {
+	c     *Conn
+	cur   uint16
+	descs []ringDesc
+}
+
+func saveSlaveSlots(c *Conn, n int) slaveSlots {
+	cur, _ := c.ringIndex(true, 0)
+	s := slaveSlots{c: c, cur: cur, descs: make([]ringDesc, n)}
+	for k := range s.descs {
+		s.descs[k] = *s.desc(k)
+	}
+	return s
+}
+
+// desc is the k-th saved slot as it is in the ring now.
+func (s slaveSlots) desc(k int) *ringDesc { return s.c.ringDesc(true, 0, s.cur+uint16(k)) }
+
+// taken is how many slots the master took since the save.
+func (s slaveSlots) taken() int {
+	now, _ := s.c.ringIndex(true, 0)
+	return int(now - s.cur)
+}
+
+// restore puts back the saved slots from the k-th on.
+func (s slaveSlots) restore(k int) {
+	for ; k < len(s.descs); k++ {
+		*s.desc(k) = s.descs[k]
 	}
 }

@@ -94,14 +94,9 @@ func TestLoopCallbackErrorsReported(t *testing.T) {
 	require.NoError(t, err)
 	_, err = Create(&ConnArgs{Socket: l.Socket(), OnConnect: func(*Conn) error { panic("slave up") }})
 	require.NoError(t, err)
-	select {
-	case err := <-reported:
-		var cb *CallbackError
-		require.ErrorAs(t, err, &cb)
-		assert.Equal(t, "OnConnect", cb.Callback)
-	case <-time.After(5 * time.Second):
-		t.Fatal("the OnConnect panic was not reported within 5s")
-	}
+	var cb *CallbackError
+	require.ErrorAs(t, within(t, reported, 5*time.Second, "the OnConnect panic reported"), &cb)
+	assert.Equal(t, "OnConnect", cb.Callback)
 	assert.GreaterOrEqual(t, l.Errors(), uint64(1))
 }
 

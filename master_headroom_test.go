@@ -18,14 +18,21 @@ import (
 // then minSegment.
 var headroomSteps = []uint16{0, 1100, 1700, hostileBufSize - minSegment}
 
-// pastRing reports whether the master's tx ring index moved more than a
-// ring's worth (256 in hostilePair) since *from: every slot it allocates
-// from now on was refilled after *from was taken. It resets *from then.
-func pastRing(c *Conn, from *uint16, moved *int) bool {
-	cur, _ := c.ringIndex(true, 0)
-	*moved += int(cur - *from)
-	*from = cur
-	return *moved > 1<<8
+// eachHeadroom runs round (verified traffic, received with headroom hr)
+// for every headroom step, at least twice and until the master c's tx ring
+// index moved more than a ring's worth (256 in hostilePair) in the step:
+// every slot it allocates then was refilled with hr.
+func eachHeadroom(c *Conn, round func(hr uint16)) {
+	for _, hr := range headroomSteps {
+		from, _ := c.ringIndex(true, 0)
+		moved := 0
+		for rounds := 0; rounds < 2 || moved <= 1<<8; rounds++ {
+			round(hr)
+			cur, _ := c.ringIndex(true, 0)
+			moved += int(cur - from)
+			from = cur
+		}
+	}
 }
 
 // recvHeadroom receives want packets on c's queue 0 (each verified),
@@ -61,10 +68,8 @@ func recvHeadroom(t *testing.T, c *Conn, bufs *Buffers, headroom uint16, want in
 // noBadDescriptors checks that neither side of a pair counted anything.
 func noBadDescriptors(t *testing.T, master, slave *Conn) {
 	t.Helper()
-	ms, err := master.DescriptorStats(0)
-	require.NoError(t, err)
-	ss, err := slave.DescriptorStats(0)
-	require.NoError(t, err)
+	ms := descStats(t, master, 0)
+	ss := descStats(t, slave, 0)
 	require.Zero(t, ms.TxBadDescriptors)
 	require.Zero(t, ss.RxBadDescriptors)
 	require.Zero(t, ss.RxDropped)
@@ -76,15 +81,10 @@ func TestMasterTxFollowsSlaveHeadroom(t *testing.T) {
 	bufs, err := NewBuffers(64)
 	require.NoError(t, err)
 	defer bufs.Free()
-	for _, hr := range headroomSteps {
-		// Past a ring's worth: the master allocates slots refilled with hr.
-		from, _ := p.master.ringIndex(true, 0)
-		moved := 0
-		for rounds := 0; rounds < 2 || !pastRing(p.master, &from, &moved); rounds++ {
-			seqs, _ := s.send(64, 100, 1500, 3000, 64, 700, 2048, 5000)
-			require.Equal(t, seqs, recvHeadroom(t, p.slave, bufs, hr, len(seqs)), "headroom %d", hr)
-		}
-	}
+	eachHeadroom(p.master, func(hr uint16) {
+		seqs, _ := s.send(64, 100, 1500, 3000, 64, 700, 2048, 5000)
+		require.Equal(t, seqs, recvHeadroom(t, p.slave, bufs, hr, len(seqs)), "headroom %d", hr)
+	})
 	noBadDescriptors(t, p.master, p.slave)
 }
 
@@ -97,21 +97,17 @@ func TestForwardMasterFollowsSlaveHeadroom(t *testing.T) {
 	bufs, err := NewBuffers(64)
 	require.NoError(t, err)
 	defer bufs.Free()
-	for _, hr := range headroomSteps {
-		from, _ := p2.master.ringIndex(true, 0)
-		moved := 0
-		for rounds := 0; rounds < 2 || !pastRing(p2.master, &from, &moved); rounds++ {
-			seqs, _ := s.send(64, 100, 1500, 3000, 64, 700, 2048, 5000)
-			target := f.sent + len(seqs)
-			deadline := time.Now().Add(5 * time.Second)
-			for f.sent < target {
-				require.False(t, time.Now().After(deadline), "headroom %d: forwarded %d of %d", hr, f.sent, target)
-				_, err := f.step()
-				require.NoError(t, err, "headroom %d", hr)
-			}
-			require.Equal(t, seqs, recvHeadroom(t, p2.slave, bufs, hr, len(seqs)), "headroom %d", hr)
+	eachHeadroom(p2.master, func(hr uint16) {
+		seqs, _ := s.send(64, 100, 1500, 3000, 64, 700, 2048, 5000)
+		target := f.sent + len(seqs)
+		deadline := time.Now().Add(5 * time.Second)
+		for f.sent < target {
+			require.False(t, time.Now().After(deadline), "headroom %d: forwarded %d of %d", hr, f.sent, target)
+			_, err := f.step()
+			require.NoError(t, err, "headroom %d", hr)
 		}
-	}
+		require.Equal(t, seqs, recvHeadroom(t, p2.slave, bufs, hr, len(seqs)), "headroom %d", hr)
+	})
 	require.Zero(t, f.dropped)
 	require.Zero(t, f.rx.Pending())
 	noBadDescriptors(t, p2.master, p2.slave)
@@ -134,13 +130,11 @@ func TestMasterCopyTxAfterSegmentLowered(t *testing.T) {
 	defer b.Free()
 	data := make([]byte, 4*2000)
 	offs := []int32{0, 2000, 4000, 6000, 8000}
-	before, err := p.master.DescriptorStats(0)
-	require.NoError(t, err)
+	before := descStats(t, p.master, 0)
 	n, err := p.master.CopyTx(0, b, data, offs)
 	require.NoError(t, err)
 	assert.Equal(t, 2, n, "two 2000-byte packets fill 64 buffers of 64 bytes")
-	after, err := p.master.DescriptorStats(0)
-	require.NoError(t, err)
+	after := descStats(t, p.master, 0)
 	assert.Equal(t, before.TxBadDescriptors, after.TxBadDescriptors)
 	assert.Equal(t, before.TxEmpty, after.TxEmpty)
 }

@@ -144,22 +144,11 @@ func TestTrafficBothWays(t *testing.T) {
 	args := ConnArgs{Log2RingSize: 9}
 	p := connectPair(t, args, args)
 	size := func(seq uint64) int { return hdrLen + int(seq%1400) }
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	errs := make(chan error, 4)
-	run := func(f func() error) {
-		wg.Add(1)
-		go func() { defer wg.Done(); errs <- f() }()
-	}
-	run(func() error { return sendStream(p.master, 0, 1, count, size, 2048, 64, stop) })
-	run(func() error { return recvStream(p.slave, 0, 1, count, stop) })
-	run(func() error { return sendStream(p.slave, 0, 2, count, size, 2048, 64, stop) })
-	run(func() error { return recvStream(p.master, 0, 2, count, stop) })
-	waitAll(t, &wg, stop, 30*time.Minute)
-	close(errs)
-	for err := range errs {
-		assert.NoError(t, err)
-	}
+	runAll(t, 30*time.Minute,
+		func(stop <-chan struct{}) error { return sendStream(p.master, 0, 1, count, size, 2048, 64, stop) },
+		func(stop <-chan struct{}) error { return recvStream(p.slave, 0, 1, count, stop) },
+		func(stop <-chan struct{}) error { return sendStream(p.slave, 0, 2, count, size, 2048, 64, stop) },
+		func(stop <-chan struct{}) error { return recvStream(p.master, 0, 2, count, stop) })
 }
 
 // waitAll waits for wg, or stops the workers and fails after timeout.
@@ -176,24 +165,41 @@ func waitAll(t testing.TB, wg *sync.WaitGroup, stop chan struct{}, timeout time.
 	}
 }
 
+// runAll runs every fn on a goroutine of its own and requires each to
+// return nil (every error reported); after timeout it closes their stop
+// channel, waits for them and fails the test.
+func runAll(t testing.TB, timeout time.Duration, fns ...func(stop <-chan struct{}) error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(fns))
+	stop := make(chan struct{})
+	for _, fn := range fns {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs <- fn(stop) }()
+	}
+	waitAll(t, &wg, stop, timeout)
+	close(errs)
+	ok := true
+	for err := range errs {
+		ok = assert.NoError(t, err) && ok
+	}
+	if !ok {
+		t.FailNow()
+	}
+}
+
 func TestFourQueues(t *testing.T) {
 	const count, queues = 20_000, 4
 	args := ConnArgs{NumS2MRings: queues, NumM2SRings: queues, Log2RingSize: 8}
 	p := connectPair(t, args, args)
 	size := func(seq uint64) int { return 64 + int(seq%512) }
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	errs := make(chan error, 2*queues)
+	var fns []func(stop <-chan struct{}) error
 	for q := uint16(0); q < queues; q++ {
-		wg.Add(2)
-		go func() { defer wg.Done(); errs <- sendStream(p.master, q, 100+q, count, size, 2048, 32, stop) }()
-		go func() { defer wg.Done(); errs <- recvStream(p.slave, q, 100+q, count, stop) }()
+		fns = append(fns,
+			func(stop <-chan struct{}) error { return sendStream(p.master, q, 100+q, count, size, 2048, 32, stop) },
+			func(stop <-chan struct{}) error { return recvStream(p.slave, q, 100+q, count, stop) })
 	}
-	waitAll(t, &wg, stop, 120*time.Second)
-	close(errs)
-	for err := range errs {
-		assert.NoError(t, err)
-	}
+	runAll(t, 120*time.Second, fns...)
 }
 
 func TestChainedPackets(t *testing.T) {
@@ -202,17 +208,9 @@ func TestChainedPackets(t *testing.T) {
 	p := connectPair(t, args, args)
 	// 1..5 buffers a packet, sizes straddling buffer boundaries.
 	size := func(seq uint64) int { return hdrLen + int(seq*997%9000) }
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	errs := make(chan error, 2)
-	wg.Add(2)
-	go func() { defer wg.Done(); errs <- sendStream(p.slave, 0, 9, count, size, 2048, 16, stop) }()
-	go func() { defer wg.Done(); errs <- recvStream(p.master, 0, 9, count, stop) }()
-	waitAll(t, &wg, stop, 60*time.Second)
-	close(errs)
-	for err := range errs {
-		assert.NoError(t, err)
-	}
+	runAll(t, 60*time.Second,
+		func(stop <-chan struct{}) error { return sendStream(p.slave, 0, 9, count, size, 2048, 16, stop) },
+		func(stop <-chan struct{}) error { return recvStream(p.master, 0, 9, count, stop) })
 }
 
 func TestInvalidArguments(t *testing.T) {

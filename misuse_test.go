@@ -92,118 +92,108 @@ func TestNilReceivers(t *testing.T) {
 // the typed error, and that the queue still sends verified packets with
 // nothing stale or duplicated reaching the receiver.
 func TestTxMisuse(t *testing.T) {
-	for _, role := range []string{"master sends", "slave sends"} {
-		t.Run(role, func(t *testing.T) {
-			p := hostilePair(t)
-			from, to := p.master, p.slave
-			if role == "slave sends" {
-				from, to = p.slave, p.master
-			}
-			s, r := newSender(t, from), newReceiver(t, to)
-			flow(t, s, r, 2)
-			noMore := func() {
-				t.Helper()
-				n, _, err := to.RefillRxBurst(0, r.refill, 0, r.bufs, r.bufs.Cap())
-				require.NoError(t, err)
-				r.refill = n
-				require.Zero(t, n, "a stale or rolled-back buffer reached the receiver")
-			}
-			alloc := func(b *Buffers, k int) {
-				t.Helper()
-				n, err := from.BufferAlloc(0, b, k, 100)
-				require.NoError(t, err)
-				require.Equal(t, k, n)
-				for i := 0; i < n; i++ {
-					fillPacket(b.Data(i), 1, s.seq)
-					s.seq++
-				}
-			}
-
-			// Count above the allocation: refused, the allocation given back.
-			alloc(s.bufs, 4)
-			_, err := from.TxBurst(0, s.bufs, 5)
-			assertArgErr(t, err, "count")
-			noMore()
-			flow(t, s, r, 2)
-
-			// The same batch twice: the second is refused, nothing twice.
-			alloc(s.bufs, 4)
-			sent, err := from.TxBurst(0, s.bufs, 4)
+	eachWay(t, func(t *testing.T, from, to *Conn, s *ringSender, r *receiver) {
+		noMore := func() {
+			t.Helper()
+			n, _, err := to.RefillRxBurst(0, r.refill, 0, r.bufs, r.bufs.Cap())
 			require.NoError(t, err)
-			require.Equal(t, 4, sent)
-			require.Equal(t, []uint64{s.seq - 4, s.seq - 3, s.seq - 2, s.seq - 1}, r.recv(4))
-			_, err = from.TxBurst(0, s.bufs, 4)
-			require.ErrorIs(t, err, ErrStaleTxBuffer)
-			noMore()
-			flow(t, s, r, 2)
-
-			// An abandoned allocation (the batch reused before sending): the
-			// send is refused and both allocations are given back.
-			alloc(s.bufs, 4)
-			alloc(s.bufs, 4)
-			_, err = from.TxBurst(0, s.bufs, 4)
-			require.ErrorIs(t, err, ErrStaleTxBuffer)
-			noMore()
-			flow(t, s, r, 2)
-
-			// An allocation given back on purpose: ReleaseTx; sending it
-			// afterwards is refused.
-			alloc(s.bufs, 5)
-			n, err := from.ReleaseTx(0)
+			r.refill = n
+			require.Zero(t, n, "a stale or rolled-back buffer reached the receiver")
+		}
+		alloc := func(b *Buffers, k int) {
+			t.Helper()
+			n, err := from.BufferAlloc(0, b, k, 100)
 			require.NoError(t, err)
-			require.Equal(t, 5, n)
-			_, err = from.TxBurst(0, s.bufs, 5)
-			require.ErrorIs(t, err, ErrStaleTxBuffer)
-			n, err = from.ReleaseTx(0)
-			require.NoError(t, err)
-			require.Zero(t, n)
-			noMore()
-			flow(t, s, r, 2)
-
-			// The same through TxBurstAlloc.
-			_, n, err = from.TxBurstAlloc(0, s.bufs, 0, 2, 100)
-			require.NoError(t, err)
+			require.Equal(t, k, n)
 			for i := 0; i < n; i++ {
-				fillPacket(s.bufs.Data(i), 1, s.seq)
+				fillPacket(b.Data(i), 1, s.seq)
 				s.seq++
 			}
-			sent, _, err = from.TxBurstAlloc(0, s.bufs, n, 0, 100)
-			require.NoError(t, err)
-			require.Equal(t, n, sent)
-			require.Equal(t, []uint64{s.seq - 2, s.seq - 1}, r.recv(2))
-			_, _, err = from.TxBurstAlloc(0, s.bufs, n, 0, 100)
-			require.ErrorIs(t, err, ErrStaleTxBuffer)
-			noMore()
+		}
 
-			// CopyTx after an abandoned BufferAlloc: the allocation goes back.
+		// Count above the allocation: refused, the allocation given back.
+		alloc(s.bufs, 4)
+		_, err := from.TxBurst(0, s.bufs, 5)
+		assertArgErr(t, err, "count")
+		noMore()
+		flow(t, s, r, 2)
+
+		// The same batch twice: the second is refused, nothing twice.
+		alloc(s.bufs, 4)
+		sent, err := from.TxBurst(0, s.bufs, 4)
+		require.NoError(t, err)
+		require.Equal(t, 4, sent)
+		require.Equal(t, []uint64{s.seq - 4, s.seq - 3, s.seq - 2, s.seq - 1}, r.recv(4))
+		_, err = from.TxBurst(0, s.bufs, 4)
+		require.ErrorIs(t, err, ErrStaleTxBuffer)
+		noMore()
+		flow(t, s, r, 2)
+
+		// An abandoned allocation (the batch reused before sending): the
+		// send is refused and both allocations are given back.
+		alloc(s.bufs, 4)
+		alloc(s.bufs, 4)
+		_, err = from.TxBurst(0, s.bufs, 4)
+		require.ErrorIs(t, err, ErrStaleTxBuffer)
+		noMore()
+		flow(t, s, r, 2)
+
+		// An allocation given back on purpose: ReleaseTx; sending it
+		// afterwards is refused.
+		alloc(s.bufs, 5)
+		n, err := from.ReleaseTx(0)
+		require.NoError(t, err)
+		require.Equal(t, 5, n)
+		_, err = from.TxBurst(0, s.bufs, 5)
+		require.ErrorIs(t, err, ErrStaleTxBuffer)
+		n, err = from.ReleaseTx(0)
+		require.NoError(t, err)
+		require.Zero(t, n)
+		noMore()
+		flow(t, s, r, 2)
+
+		// The same through TxBurstAlloc.
+		_, n, err = from.TxBurstAlloc(0, s.bufs, 0, 2, 100)
+		require.NoError(t, err)
+		for i := 0; i < n; i++ {
+			fillPacket(s.bufs.Data(i), 1, s.seq)
+			s.seq++
+		}
+		sent, _, err = from.TxBurstAlloc(0, s.bufs, n, 0, 100)
+		require.NoError(t, err)
+		require.Equal(t, n, sent)
+		require.Equal(t, []uint64{s.seq - 2, s.seq - 1}, r.recv(2))
+		_, _, err = from.TxBurstAlloc(0, s.bufs, n, 0, 100)
+		require.ErrorIs(t, err, ErrStaleTxBuffer)
+		noMore()
+
+		// CopyTx after an abandoned BufferAlloc: the allocation goes back.
+		alloc(s.bufs, 3)
+		data := make([]byte, 200)
+		fillPacket(data[:100], 1, s.seq)
+		fillPacket(data[100:], 1, s.seq+1)
+		s.seq += 2
+		sent, err = from.CopyTx(0, s.bufs, data, []int32{0, 100, 200})
+		require.NoError(t, err)
+		require.Equal(t, 2, sent)
+		require.Equal(t, []uint64{s.seq - 2, s.seq - 1}, r.recv(2))
+		noMore()
+
+		// Many rejections: the queue never wedges.
+		for k := 0; k < 300; k++ {
 			alloc(s.bufs, 3)
-			data := make([]byte, 200)
-			fillPacket(data[:100], 1, s.seq)
-			fillPacket(data[100:], 1, s.seq+1)
-			s.seq += 2
-			sent, err = from.CopyTx(0, s.bufs, data, []int32{0, 100, 200})
-			require.NoError(t, err)
-			require.Equal(t, 2, sent)
-			require.Equal(t, []uint64{s.seq - 2, s.seq - 1}, r.recv(2))
+			_, err = from.TxBurst(0, s.bufs, 4)
+			assertArgErr(t, err, "count")
 			noMore()
-
-			// Many rejections: the queue never wedges.
-			for k := 0; k < 300; k++ {
-				alloc(s.bufs, 3)
-				_, err = from.TxBurst(0, s.bufs, 4)
-				assertArgErr(t, err, "count")
-				noMore()
-			}
-			flow(t, s, r, 50)
-			r.done()
-			// What was given back reached the receiver as empty buffers,
-			// dropped and counted as such, not as a bad peer.
-			st, err := to.DescriptorStats(0)
-			require.NoError(t, err)
-			require.Zero(t, st.RxBadDescriptors)
-			require.Equal(t, uint64(4+8+5+3+900), st.RxEmpty)
-		})
-	}
+		}
+		flow(t, s, r, 50)
+		r.done()
+		// What was given back reached the receiver as empty buffers,
+		// dropped and counted as such, not as a bad peer.
+		st := descStats(t, to, 0)
+		require.Zero(t, st.RxBadDescriptors)
+		require.Equal(t, uint64(4+8+5+3+900), st.RxEmpty)
+	})
 }
 
 // Conn.Delete inside OnConnect or OnDisconnect (a use-after-free in

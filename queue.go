@@ -120,11 +120,17 @@ func (q *Queue) receive(ctx context.Context, count bool) (n int, err error) {
 	}
 }
 
-// adaptiveSlice is WaitAdaptive's next wait in C after slices of them: at
-// most one slice, and noarm (leave the eventfd) on all but the last, so
-// the park after the last loses no wake-up.
+// adaptiveSlice is WaitAdaptive's next wait in C after slices of them.
 func (q *Queue) adaptiveSlice(slices int) (spin time.Duration, noarm bool) {
-	left := q.spin - time.Duration(slices)*spinSlice
+	return waitSlice(q.spin, slices)
+}
+
+// waitSlice is the next wait in C of a waiting receive that spins for
+// total before it parks, after slices of them: at most one slice, and
+// noarm (leave the eventfd) on all but the last, so the park after the
+// last loses no wake-up.
+func waitSlice(total time.Duration, slices int) (spin time.Duration, noarm bool) {
+	left := total - time.Duration(slices)*spinSlice
 	return min(left, spinSlice), left > spinSlice
 }
 
@@ -309,18 +315,10 @@ func (q *Queue) free() {
 		q.w.close()
 		q.w = nil
 	}
-	if q.rx != nil {
-		q.rx.Free()
-	}
-	if q.tx != nil {
-		q.tx.Free()
-	}
-	if q.ztx != nil {
-		q.ztx.Free()
-	}
-	if q.fwd != nil {
-		q.fwd.Free()
-	}
+	q.sess.spare.put(q.id, spareRx, q.rx) // a Batch or Slice of it may exist
+	q.sess.spare.put(q.id, spareTx, q.ztx)
+	q.tx.Free() // internal: no Batch or Slice
+	q.fwd.Free()
 }
 
 // Alloc takes tx buffers for count packets of size bytes each (chained when
@@ -334,7 +332,7 @@ func (q *Queue) Alloc(count, size int) (int, error) {
 	}
 	if q.ztx == nil {
 		var err error
-		if q.ztx, err = NewBuffers(q.tx.Cap()); err != nil {
+		if q.ztx, err = q.sess.spare.get(q.id, spareTx, q.tx.Cap()); err != nil {
 			return 0, err
 		}
 	}

@@ -35,33 +35,21 @@ func TestHostileRegionTableHoldsAnyIndex(t *testing.T) {
 // regtable.c this read lands 2 MiB past a small heap block: a SIGSEGV, or
 // an ASan report under ./build.sh asan.
 func TestHostileRegionIndexAfterCheck(t *testing.T) {
-	for _, dir := range []string{"slave receives", "master receives"} {
-		t.Run(dir, func(t *testing.T) {
-			p := hostilePair(t)
-			from, to := p.master, p.slave
-			if dir == "master receives" {
-				from, to = p.slave, p.master
-			}
-			require.NotNil(t, to.ringDesc(false, 0, 0), "ring layout not found")
-			s, r := newSender(t, from), newReceiver(t, to)
-			flow(t, s, r, 2)
-			before, err := to.DescriptorStats(0)
-			require.NoError(t, err)
-			seqs, _ := s.send(100, 200, 300, 400, 500, 600, 700, 800) // one buffer each
-			to.setTOCTOURegion(65535)
-			n, _, err := to.RefillRxBurst(0, r.refill, 0, r.bufs, r.bufs.Cap())
-			to.setTOCTOURegion(-1)
-			require.NoError(t, err)
-			require.Zero(t, n, "a buffer of region 65535 was handed out")
-			r.refill = 0
-			after, err := to.DescriptorStats(0)
-			require.NoError(t, err)
-			assert.Equal(t, uint64(len(seqs)), after.RxBadDescriptors-before.RxBadDescriptors)
-			assert.Equal(t, uint64(len(seqs)), after.RxDropped-before.RxDropped)
-			flow(t, s, r, 100) // several rings' worth: every dropped slot came back
-			r.done()
-		})
-	}
+	eachWay(t, func(t *testing.T, from, to *Conn, s *ringSender, r *receiver) {
+		before := descStats(t, to, 0)
+		seqs, _ := s.send(100, 200, 300, 400, 500, 600, 700, 800) // one buffer each
+		to.setTOCTOURegion(65535)
+		n, _, err := to.RefillRxBurst(0, r.refill, 0, r.bufs, r.bufs.Cap())
+		to.setTOCTOURegion(-1)
+		require.NoError(t, err)
+		require.Zero(t, n, "a buffer of region 65535 was handed out")
+		r.refill = 0
+		after := descStats(t, to, 0)
+		assert.Equal(t, uint64(len(seqs)), after.RxBadDescriptors-before.RxBadDescriptors)
+		assert.Equal(t, uint64(len(seqs)), after.RxDropped-before.RxDropped)
+		flow(t, s, r, 100) // several rings' worth: every dropped slot came back
+		r.done()
+	})
 }
 
 // The same on a master's allocation, which reads the slave's descriptors:
@@ -75,33 +63,23 @@ func TestHostileRegionIndexAfterMasterAllocCheck(t *testing.T) {
 	whole, err := NewBuffers(1 << 8) // the whole ring: one memif_buffer_alloc call
 	require.NoError(t, err)
 	defer whole.Free()
-	cur, _ := p.master.ringIndex(true, 0)
-	saved := make([]ringDesc, 1<<8)
-	for k := range saved {
-		saved[k] = *p.master.ringDesc(true, 0, cur+uint16(k))
-	}
-	before, err := p.master.DescriptorStats(0)
-	require.NoError(t, err)
-	slave0, err := p.slave.DescriptorStats(0)
-	require.NoError(t, err)
+	slots := saveSlaveSlots(p.master, 1<<8)
+	before := descStats(t, p.master, 0)
+	slave0 := descStats(t, p.slave, 0)
 	p.master.setTOCTOURegion(65535)
 	n, err := p.master.BufferAlloc(0, whole, 1, 100)
 	p.master.setTOCTOURegion(-1)
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
 	require.Zero(t, whole.Len(0), "emptied, not pointing outside the regions")
-	after, err := p.master.DescriptorStats(0)
-	require.NoError(t, err)
+	after := descStats(t, p.master, 0)
 	require.Equal(t, before.TxBadDescriptors+1, after.TxBadDescriptors)
 	sent, err := p.master.TxBurst(0, whole, 1) // the slot goes back, empty
 	require.NoError(t, err)
 	require.Equal(t, 1, sent)
-	for k := 1; k < len(saved); k++ { // the free slots the test rewrote: as the slave left them
-		*p.master.ringDesc(true, 0, cur+uint16(k)) = saved[k]
-	}
+	slots.restore(1) // the free slots the test rewrote: as the slave left them
 	flow(t, s, r, 100)
-	st, err := p.slave.DescriptorStats(0)
-	require.NoError(t, err)
+	st := descStats(t, p.slave, 0)
 	// The sent slot still names region 65535 and is empty: the slave's
 	// libmemif reads entry 65535 (zeroes), its post-check drops the buffer
 	// as an empty packet (how a peer gives back allocations) and repairs

@@ -123,8 +123,7 @@ func (r *RxReader) Next() ([]byte, error) {
 				return p, err
 			}
 		}
-		left := DefaultSpinTime - time.Duration(slices)*spinSlice
-		spin, noarm := min(left, spinSlice), left > spinSlice
+		spin, noarm := waitSlice(DefaultSpinTime, slices)
 		n, _, err := r.c.refillRxWait(r.qid, r.n, r.headroom, r.b, r.b.Cap(), spin, noarm)
 		r.n, r.i = n, 0
 		if err != nil {

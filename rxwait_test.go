@@ -13,7 +13,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 )
 
 // recvCopyWait is recvStreamWait (harness_test.go) over CopyRxWait.
@@ -74,44 +73,15 @@ func TestRxWaitReceivesDuringSpin(t *testing.T) {
 	} {
 		t.Run(dir.name, func(t *testing.T) {
 			const count = 20000
-			var wg sync.WaitGroup
-			errs := make(chan error, 2)
-			done := make(chan struct{})
-			wg.Add(2)
-			go func() {
-				defer wg.Done()
-				errs <- sendStream(dir.tx, 0, 7, count, size, 2048, 8, done)
-			}()
-			go func() {
-				defer wg.Done()
-				if dir.copyRx {
-					errs <- recvCopyWait(dir.rx, 7, count, 200*time.Microsecond, done)
-				} else {
-					errs <- recvStreamWait(dir.rx, 0, 7, count, 200*time.Microsecond, done)
-				}
-			}()
-			waitAll(t, &wg, done, 60*time.Second)
-			close(errs)
-			for err := range errs {
-				require.NoError(t, err)
-			}
+			runAll(t, 60*time.Second,
+				func(stop <-chan struct{}) error { return sendStream(dir.tx, 0, 7, count, size, 2048, 8, stop) },
+				func(stop <-chan struct{}) error {
+					if dir.copyRx {
+						return recvCopyWait(dir.rx, 7, count, 200*time.Microsecond, stop)
+					}
+					return recvStreamWait(dir.rx, 0, 7, count, 200*time.Microsecond, stop)
+				})
 		})
-	}
-}
-
-// efdReadable reports whether rx queue qid's eventfd holds a signal.
-func efdReadable(t *testing.T, c *Conn, qid uint16, timeout time.Duration) bool {
-	t.Helper()
-	fd, err := c.QueueEventFD(qid)
-	require.NoError(t, err)
-	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-	for {
-		n, err := unix.Poll(pfd, int(timeout/time.Millisecond))
-		if err == unix.EINTR {
-			continue
-		}
-		require.NoError(t, err)
-		return n > 0
 	}
 }
 
@@ -238,8 +208,7 @@ func TestRxWaitHostileRing(t *testing.T) {
 		}
 	}
 	stopScribble()
-	st, err := p.master.DescriptorStats(0)
-	require.NoError(t, err)
+	st := descStats(t, p.master, 0)
 	assert.Positive(t, st.RxBadDescriptors+st.RxDropped+st.RxEmpty, "bad descriptors counted")
 }
 

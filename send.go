@@ -61,10 +61,7 @@ func (e *Endpoint) Send(ctx context.Context, qid int, data []byte, offs []int32,
 func (e *Endpoint) sender(qid int) *sender {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for len(e.senders) <= qid {
-		e.senders = append(e.senders, &sender{})
-	}
-	return e.senders[qid]
+	return nth(&e.senders, qid)
 }
 
 // freeSenders releases Send's scratch once nothing can send any more.

@@ -20,6 +20,7 @@ type session struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	spare  *spares // the Endpoint's: the queues' batches go back there
 }
 
 // startSession runs in OnConnect on the loop goroutine: reads the
@@ -33,7 +34,7 @@ func (e *Endpoint) startSession(c *Conn) (*session, error) {
 	if len(d.RxQueues) == 0 || len(d.TxQueues) == 0 {
 		return nil, fmt.Errorf("memif: peer negotiated %d rx and %d tx queues", len(d.RxQueues), len(d.TxQueues))
 	}
-	s := &session{link: Link{
+	s := &session{spare: &e.spare, link: Link{
 		Master:     c.IsMaster(),
 		RxQueues:   len(d.RxQueues),
 		TxQueues:   len(d.TxQueues),
@@ -70,7 +71,7 @@ func (e *Endpoint) newQueue(c *Conn, s *session, qid int) (*Queue, error) {
 		recheck: e.cfg.Recheck, headroom: c.args.RxHeadroom}
 	if qid < s.link.RxQueues {
 		var err error
-		if q.rx, err = NewBuffers(min(e.cfg.Batch, max(s.link.RxRingSize, 1))); err != nil {
+		if q.rx, err = s.spare.get(qid, spareRx, min(e.cfg.Batch, max(s.link.RxRingSize, 1))); err != nil {
 			return nil, err
 		}
 		if e.cfg.Mode == WaitPoll {

@@ -23,7 +23,7 @@ import (
 // keeps its Buffers' descriptor memory alive, even past Free.
 type Batch struct {
 	d    []C.memif_buffer_t
-	gone *atomic.Bool // the session's unmapped flag, or (no burst yet) the batch's freed
+	gone *atomic.Bool // the session's unmapped flag (noSession: an empty Batch)
 	keep *Buffers
 }
 
@@ -31,20 +31,19 @@ type Batch struct {
 var noSession atomic.Bool
 
 // Batch returns the accessor of buffers [0, n) (n clipped to the batch).
-// A nil or freed batch gives an empty Batch.
+// A nil or freed batch, or one no burst has filled yet, gives an empty
+// Batch: a Batch follows the session of the burst before it, and without
+// one it would have no flag to go dead with when a later burst's session
+// ends.
 func (b *Buffers) Batch(n int) Batch {
-	if b == nil || b.p == nil || b.meta.freed.Load() || n <= 0 {
+	if b == nil || b.p == nil || b.meta.freed.Load() || n <= 0 || b.meta.session == nil {
 		return Batch{gone: &noSession}
 	}
 	n = min(n, len(b.b))
 	if r := b.root(); !r.shared {
 		r.shared = true
 	}
-	v := Batch{d: b.b[:n:n], gone: &b.meta.freed, keep: b}
-	if s := b.meta.session; s != nil {
-		v.gone = &s.unmapped
-	}
-	return v
+	return Batch{d: b.b[:n:n], gone: &b.meta.session.unmapped, keep: b}
 }
 
 // Len is the number of buffers in the batch.

@@ -291,6 +291,38 @@ func TestSliceOfFreedBatch(t *testing.T) {
 	assert.Zero(t, v.Len())
 }
 
+// A Batch made before any burst is empty: a burst may fill the descriptors
+// afterwards, and a Batch with no session would keep reading them after
+// that session's memory is unmapped (a crash, not a nil view).
+func TestBatchBeforeBurst(t *testing.T) {
+	p := connectPair(t, ConnArgs{}, ConnArgs{})
+	rx, err := NewBuffers(8)
+	require.NoError(t, err)
+	t.Cleanup(rx.Free)
+	early := rx.Batch(8)
+	assert.Zero(t, early.Len(), "no burst has filled the batch")
+	s := newSender(t, p.master)
+	s.send(100, 100, 100)
+	n, _, err := p.slave.RxBurst(0, rx, 8)
+	require.NoError(t, err)
+	require.Equal(t, 3, n)
+	v := rx.Batch(n)
+	require.Equal(t, n, v.Len())
+	for i := range v.Len() {
+		_, seq, err := checkPacket(v.Data(i))
+		require.NoError(t, err)
+		assert.Equal(t, uint64(i), seq)
+	}
+	require.NoError(t, p.slave.RefillQueue(0, n, 0))
+	require.NoError(t, p.d.deleteConn(p.master))
+	waitConn(t, p.sev.disconnected, "slave OnDisconnect", 5*time.Second)
+	waitFor(t, 5*time.Second, "session unmapped", func() bool { return rx.meta.session.unmapped.Load() })
+	for i := range 8 {
+		assert.Nil(t, early.Data(i), "the early Batch after the link ended")
+		assert.Nil(t, v.Data(i), "the burst's Batch after the link ended")
+	}
+}
+
 // Batch never panics: indexes outside it give zero values, a nil or freed
 // batch gives an empty Batch, and a Batch outlives Free of its Buffers
 // (it keeps their descriptor memory).

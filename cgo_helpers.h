@@ -15,6 +15,8 @@
 
 #include <libmemif.h>
 
+#include "readskip.h" // libmemif's eventfd read skipped in polling mode
+
 #ifndef LIBMEMIF_VERSION
 #error "memif-go needs libmemif 4.0: libmemif.h does not define LIBMEMIF_VERSION"
 #endif
@@ -46,12 +48,15 @@ memifgo_on_connect (memif_conn_handle_t conn, void *ctx)
 static int
 memifgo_on_disconnect (memif_conn_handle_t conn, void *ctx)
 {
+  // Before anything that could fail: libmemif closes the eventfds next.
+  memifgo_unpoll_conn (conn);
   return memifGoOnDisconnect ((uintptr_t) ctx);
 }
 
 static int
 memifgo_on_interrupt (memif_conn_handle_t conn, void *ctx, uint16_t qid)
 {
+  memifgo_drain_polled (conn, qid);
   return memifGoOnInterrupt ((uintptr_t) ctx, qid);
 }
 

@@ -279,3 +279,41 @@ func TestReadSkipHostileSignalWhenPolling(t *testing.T) {
 	}
 	require.Equal(t, int64(signals), calls.Load())
 }
+
+// The binding's own eventfd reads are never skipped: a waiting receive
+// that ends empty consumes a signal on a polled queue (a raw read), so a
+// reader that parks after it does not wake at once, forever.
+func TestReadSkipWaitingReceiveConsumes(t *testing.T) {
+	needReadSkip(t)
+	p := connectPair(t, ConnArgs{}, ConnArgs{})
+	bufs, err := NewBuffers(64)
+	require.NoError(t, err)
+	defer bufs.Free()
+	dst, offs := make([]byte, 64*2048), make([]int32, 65)
+	efd, err := p.slave.QueueEventFD(0)
+	require.NoError(t, err)
+	require.NoError(t, p.slave.SetRxMode(RxModePolling, 0))
+	var next uint64
+	waits := map[string]func() (int, error){
+		"RefillRxBurstWait": func() (int, error) {
+			n, _, err := p.slave.RefillRxBurstWait(0, 0, 0, bufs, bufs.Cap(), 10*time.Microsecond)
+			return n, err
+		},
+		"CopyRxWait": func() (int, error) {
+			n, _, err := p.slave.CopyRxWait(0, bufs, dst, offs, 10*time.Microsecond)
+			return n, err
+		},
+	}
+	for name, wait := range waits {
+		for i := 0; i < 10; i++ {
+			_, err := unix.Write(efd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+			require.NoError(t, err)
+			n, err := wait()
+			require.NoError(t, err)
+			require.Zero(t, n)
+			require.False(t, pollReadable(t, efd, 0), "%s left the signal", name)
+			sendOne(t, p.master, 0, 4, next) // and packets still flow
+			recvVerified(t, p.slave, bufs, 4, &next, next+1)
+		}
+	}
+}

@@ -317,3 +317,32 @@ func TestReadSkipWaitingReceiveConsumes(t *testing.T) {
 		}
 	}
 }
+
+// SetRxMode from another goroutine racing the link going down: whatever
+// the interleaving, no flag is left once the disconnect returned.
+func TestReadSkipSetRxModeRacesDisconnect(t *testing.T) {
+	needReadSkip(t)
+	for cycle := 0; cycle < 10; cycle++ {
+		p := connectPair(t, ConnArgs{}, ConnArgs{})
+		efd, err := p.slave.QueueEventFD(0)
+		require.NoError(t, err)
+		done := make(chan error, 1)
+		go func() {
+			for {
+				if err := p.slave.SetRxMode(RxModePolling, 0); err != nil {
+					done <- err
+					return
+				}
+			}
+		}()
+		require.NoError(t, p.d.deleteConn(p.master))
+		waitConn(t, p.sev.disconnected, "slave OnDisconnect", 5*time.Second)
+		select {
+		case err := <-done:
+			require.ErrorIs(t, err, ErrDisconnected)
+		case <-time.After(5 * time.Second):
+			t.Fatal("SetRxMode still succeeds after the link went down")
+		}
+		require.False(t, readSkipPolled(efd), "cycle %d: a flag outlived the link", cycle)
+	}
+}

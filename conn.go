@@ -316,8 +316,10 @@ func (c *Conn) RequestConnection() error {
 // QueueEventFD wraps memif_get_queue_efd: the eventfd that becomes readable
 // when rx queue qid has packets in interrupt mode. Watch it for readability
 // only: RxBurst consumes its count, and reading it yourself loses wake-ups.
-// In polling mode nothing reads it (see SetRxMode): a count a peer leaves
-// there anyway stays until the queue is back in interrupt mode.
+// In polling mode RxBurst no longer reads it (see SetRxMode): a count a
+// peer leaves there anyway stays until a waiting receive that ends empty
+// (RefillRxBurstWait), OnInterrupt's dispatch or, back in interrupt mode,
+// RxBurst consumes it.
 func (c *Conn) QueueEventFD(qid uint16) (int, error) {
 	const op = "memif_get_queue_efd"
 	l, err := c.session(op)

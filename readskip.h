@@ -1,5 +1,6 @@
 // readskip.h: libmemif's eventfd read() skipped on rx queues in polling mode
-// (readskip.c defines read). Included by cgo_helpers.h after libmemif.h.
+// (readskip.c defines read). Included by cgo_helpers.h, which holds the
+// calls that set and clear the flags around libmemif's.
 //
 // memif_rx_burst reads the queue eventfd each time it finds the ring empty
 // or empties it: a system call per burst (1-2 us here), which in polling
@@ -18,8 +19,6 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <unistd.h>
-
-#include <libmemif.h>
 
 // Left out under AddressSanitizer (its read interceptor must stay), with
 // the memif_noreadskip build tag (readskip_off.go), and off glibc (the
@@ -50,64 +49,6 @@ memifgo_read_raw (int fd, void *buf, size_t n)
   return __read (fd, buf, n);
 #else
   return read (fd, buf, n);
-#endif
-}
-
-// memif_set_rx_mode that keeps rx queue qid's flag true: cleared before
-// interrupts are asked for (no read is skipped once one can come), set
-// only once polling is. *flagged: the fd flagged, -1 if none.
-static inline int
-memifgo_set_rx_mode (memif_conn_handle_t conn, memif_rx_mode_t mode,
-		     uint16_t qid, int *flagged)
-{
-  int fd = -1;
-  *flagged = -1;
-  if (memif_get_queue_efd (conn, qid, &fd) != MEMIF_ERR_SUCCESS)
-    fd = -1;
-  if (mode != MEMIF_RX_MODE_POLLING && fd >= 0)
-    memifgo_readskip_set (fd, 0);
-  int err = memif_set_rx_mode (conn, mode, qid);
-  if (err == MEMIF_ERR_SUCCESS && mode == MEMIF_RX_MODE_POLLING && fd >= 0
-      && MEMIFGO_READSKIP)
-    {
-      memifgo_readskip_set (fd, 1);
-      *flagged = fd;
-    }
-  return err;
-}
-
-// Clear the flag of every rx queue of conn: first thing in on_disconnect,
-// while the eventfds are still open.
-static inline void
-memifgo_unpoll_conn (memif_conn_handle_t conn)
-{
-#if MEMIFGO_READSKIP
-  for (uint16_t i = 0; i < 256; i++)
-    {
-      int fd = -1;
-      if (memif_get_queue_efd (conn, i, &fd) != MEMIF_ERR_SUCCESS)
-	break; // past the last queue, or no queues (not connected)
-      if (fd >= 0)
-	memifgo_readskip_set (fd, 0);
-    }
-#endif
-}
-
-// In polling mode memif_rx_burst no longer consumes a signal: one a peer
-// sends anyway (it has not seen the mode change yet, or ignores it) is
-// consumed here before on_interrupt reports it, or the readable eventfd
-// would bring the event loop straight back (its epoll is level-triggered).
-static inline void
-memifgo_drain_polled (memif_conn_handle_t conn, uint16_t qid)
-{
-#if MEMIFGO_READSKIP
-  int fd = -1;
-  uint64_t b;
-  if (memif_get_queue_efd (conn, qid, &fd) == MEMIF_ERR_SUCCESS && fd >= 0
-      && memifgo_readskip_polled (fd))
-    // One read: the fd was readable, and an eventfd gives its whole count.
-    while (memifgo_read_raw (fd, &b, sizeof (b)) < 0 && errno == EINTR)
-      ;
 #endif
 }
 

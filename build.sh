@@ -78,9 +78,10 @@ case "$cmd" in
     mkdir -p bin docs
     # shellcheck disable=SC2086 # the flags are several words
     cc -O2 -o bin/memif_bench_c bench/c/memif_bench.c $CGO_CFLAGS $CGO_LDFLAGS -lmemif -lpthread
-    # The same twin calling the binding's C layer per burst (bench/c/checks.h): splits Go/C.
+    # The same twin calling the binding's C layer per burst (bench/c/checks.h), with
+    # the binding's eventfd read skip (readskip.c): the same work as Go, splits Go/C.
     # shellcheck disable=SC2086
-    cc -O2 -DMEMIF_BENCH_CHECKS -o bin/memif_bench_c_checks bench/c/memif_bench.c own.c $CGO_CFLAGS $CGO_LDFLAGS -lmemif -lpthread
+    cc -O2 -DMEMIF_BENCH_CHECKS -o bin/memif_bench_c_checks bench/c/memif_bench.c own.c readskip.c $CGO_CFLAGS $CGO_LDFLAGS -lmemif -lpthread
     # Built in the examples module, run from here: their default paths are this folder's.
     (cd examples && go build -o ../bin/ ./bench ./bench/compare ./bench/plot)
     bin/compare -go bin/bench -c bin/memif_bench_c -cchecks bin/memif_bench_c_checks -out bench/results.json "$@"

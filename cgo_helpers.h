@@ -15,6 +15,8 @@
 
 #include <libmemif.h>
 
+#include "readskip.h" // libmemif's eventfd read skipped in polling mode
+
 #ifndef LIBMEMIF_VERSION
 #error "memif-go needs libmemif 4.0: libmemif.h does not define LIBMEMIF_VERSION"
 #endif
@@ -37,6 +39,65 @@ extern int memifGoDelExtRegion (uintptr_t h, void *addr, uint32_t size,
 				int fd);
 extern uint32_t memifGoGetExtBufferOffset (uintptr_t h);
 
+// The eventfd read skip (readskip.h) around libmemif's calls.
+// memif_set_rx_mode that keeps rx queue qid's flag true: cleared before
+// interrupts are asked for (no read is skipped once one can come), set
+// only once polling is. *flagged: the fd flagged, -1 if none.
+static inline int
+memifgo_set_rx_mode (memif_conn_handle_t conn, memif_rx_mode_t mode,
+		     uint16_t qid, int *flagged)
+{
+  int fd = -1;
+  *flagged = -1;
+  if (memif_get_queue_efd (conn, qid, &fd) != MEMIF_ERR_SUCCESS)
+    fd = -1;
+  if (mode != MEMIF_RX_MODE_POLLING && fd >= 0)
+    memifgo_readskip_set (fd, 0);
+  int err = memif_set_rx_mode (conn, mode, qid);
+  if (err == MEMIF_ERR_SUCCESS && mode == MEMIF_RX_MODE_POLLING && fd >= 0
+      && MEMIFGO_READSKIP)
+    {
+      memifgo_readskip_set (fd, 1);
+      *flagged = fd;
+    }
+  return err;
+}
+
+// Clear the flag of every rx queue of conn: first thing in on_disconnect,
+// while the eventfds are still open.
+static inline void
+memifgo_unpoll_conn (memif_conn_handle_t conn)
+{
+#if MEMIFGO_READSKIP
+  for (uint16_t i = 0; i < 256; i++)
+    {
+      int fd = -1;
+      if (memif_get_queue_efd (conn, i, &fd) != MEMIF_ERR_SUCCESS)
+	break; // past the last queue, or no queues (not connected)
+      if (fd >= 0)
+	memifgo_readskip_set (fd, 0);
+    }
+#endif
+}
+
+// In polling mode memif_rx_burst no longer consumes a signal: one a peer
+// sends anyway (it has not seen the mode change yet, or ignores it) is
+// consumed here before on_interrupt reports it, or the readable eventfd
+// would bring the event loop straight back (its epoll is level-triggered).
+static inline void
+memifgo_drain_polled (memif_conn_handle_t conn, uint16_t qid)
+{
+#if MEMIFGO_READSKIP
+  int fd = -1;
+  uint64_t b;
+  if (memif_get_queue_efd (conn, qid, &fd) == MEMIF_ERR_SUCCESS && fd >= 0
+      && memifgo_readskip_polled (fd))
+    // One read: the fd was readable, and an eventfd gives its whole count.
+    while (memifgo_read_raw (fd, &b, sizeof (b)) < 0 && errno == EINTR)
+      ;
+#endif
+}
+
 static int
 memifgo_on_connect (memif_conn_handle_t conn, void *ctx)
 {
@@ -46,12 +107,15 @@ memifgo_on_connect (memif_conn_handle_t conn, void *ctx)
 static int
 memifgo_on_disconnect (memif_conn_handle_t conn, void *ctx)
 {
+  // Before anything that could fail: libmemif closes the eventfds next.
+  memifgo_unpoll_conn (conn);
   return memifGoOnDisconnect ((uintptr_t) ctx);
 }
 
 static int
 memifgo_on_interrupt (memif_conn_handle_t conn, void *ctx, uint16_t qid)
 {
+  memifgo_drain_polled (conn, qid);
   return memifGoOnInterrupt ((uintptr_t) ctx, qid);
 }
 

@@ -68,7 +68,10 @@ type ConnArgs struct {
 	OnDisconnect func(c *Conn) error
 	// OnInterrupt, if set, runs when an rx queue in interrupt mode has
 	// packets; libmemif then watches the queue fds itself. If nil, the
-	// application may poll QueueEventFD.
+	// application may poll QueueEventFD. A signal on a queue in polling
+	// mode (a peer that has not seen the change yet, or ignores it) is
+	// consumed by the binding before OnInterrupt runs for it, once per
+	// signal: RxBurst no longer reads the eventfd then (SetRxMode).
 	OnInterrupt func(c *Conn, qid uint16) error
 	// RxHeadroom is the headroom of the automatic refill on connect.
 	RxHeadroom uint16
@@ -117,6 +120,7 @@ type link struct {
 type queue struct {
 	mu      sync.Mutex
 	polling atomic.Bool    // rx: SetRxMode set polling (no interrupts come)
+	skipFD  int32          // rx: fd+1 of the eventfd flagged in readskip.c, 0 none; under mu
 	pacer                  // yields a goroutine that bursts without blocking
 	_       [128 - 32]byte // one queue per 128 bytes (adjacent-line prefetch)
 }
@@ -257,6 +261,7 @@ func (c *Conn) downLink() *link {
 		l.lockAll()
 		l.quiesce(true)
 		l.down.Store(true)
+		l.unpoll() // before libmemif closes the eventfds
 		l.unlockAll()
 	}
 	return l
@@ -312,6 +317,10 @@ func (c *Conn) RequestConnection() error {
 // QueueEventFD wraps memif_get_queue_efd: the eventfd that becomes readable
 // when rx queue qid has packets in interrupt mode. Watch it for readability
 // only: RxBurst consumes its count, and reading it yourself loses wake-ups.
+// In polling mode RxBurst no longer reads it (see SetRxMode): a count a
+// peer leaves there anyway stays until a waiting receive that ends empty
+// (RefillRxBurstWait), OnInterrupt's dispatch or, back in interrupt mode,
+// RxBurst consumes it.
 func (c *Conn) QueueEventFD(qid uint16) (int, error) {
 	const op = "memif_get_queue_efd"
 	l, err := c.session(op)
@@ -327,7 +336,12 @@ func (c *Conn) QueueEventFD(qid uint16) (int, error) {
 }
 
 // SetRxMode wraps memif_set_rx_mode: in polling mode the peer stops writing
-// interrupts for rx queue qid.
+// interrupts for rx queue qid. Then libmemif's read of the queue eventfd,
+// made in every burst that finds the ring empty or empties it and always
+// EAGAIN in polling mode, returns at once with no system call (readskip.h:
+// the binding defines read() for the process; the memif_noreadskip build
+// tag leaves it out). Back in interrupt mode the reads are real again
+// before the peer is told to signal.
 func (c *Conn) SetRxMode(mode RxMode, qid uint16) error {
 	const op = "memif_set_rx_mode"
 	if mode != RxModeInterrupt && mode != RxModePolling {
@@ -349,7 +363,7 @@ func (c *Conn) SetRxMode(mode RxMode, qid uint16) error {
 	if l.down.Load() {
 		return &Error{Op: op, Err: ErrDisconnected}
 	}
-	err = codeErr(op, C.memif_set_rx_mode(c.h, C.memif_rx_mode_t(mode), C.uint16_t(qid)))
+	err = codeErr(op, c.setRxMode(q, mode, qid))
 	if err == nil {
 		q.polling.Store(mode == RxModePolling)
 	}

@@ -113,13 +113,14 @@ memifgo_wait_init (memifgo_wait_t *w, uint64_t budget)
 }
 
 // Consume the eventfd (non-blocking; libmemif made it so), then fence so
-// the next ring look comes after: the lossless order.
+// the next ring look comes after: the lossless order. A raw read: in
+// polling mode the process's read() skips this fd (readskip.h).
 static inline void
 memifgo_arm (const memifgo_q_t *q, memifgo_wait_t *w)
 {
   uint64_t b;
   if (q->efd >= 0)
-    while (read (q->efd, &b, sizeof (b)) < 0 && errno == EINTR)
+    while (memifgo_read_raw (q->efd, &b, sizeof (b)) < 0 && errno == EINTR)
       ;
   __atomic_thread_fence (__ATOMIC_SEQ_CST);
   w->armed = 1;
@@ -161,6 +162,23 @@ memifgo_wait_ring (const memifgo_guard_t *g, const memifgo_q_t *q,
       else
 	memifgo_relax ();
     }
+}
+
+// Whether a wait on a ring whose layout is unknown (memif_rx_burst polled)
+// is over. Unless noarm, the eventfd is consumed first and the ring polled
+// once more: in polling mode memif_rx_burst no longer reads it (readskip.h),
+// so a count a peer left there would end every later park at once.
+static inline int
+memifgo_unknown_over (const memifgo_q_t *q, memifgo_wait_t *w)
+{
+  if (w->armed)
+    return 1;
+  if (!memifgo_spun (w))
+    return 0;
+  if (w->noarm)
+    return 1;
+  memifgo_arm (q, w);
+  return 0;
 }
 
 // After a look that found slots but a burst that kept nothing (every buffer
@@ -226,7 +244,7 @@ memifgo_refill_rx_wait_in (uintptr_t conn, uintptr_t g_, uint16_t qid,
 	  if (err != MEMIF_ERR_SUCCESS)
 	    return MEMIFGO_PACK (err, 0);
 	}
-      if (q->ring ? memifgo_wait_over (&w) : memifgo_spun (&w))
+      if (q->ring ? memifgo_wait_over (&w) : memifgo_unknown_over (q, &w))
 	return MEMIFGO_PACK (MEMIF_ERR_SUCCESS, 0);
     }
 }
@@ -259,7 +277,7 @@ memifgo_copy_rx_wait_in (uintptr_t conn, uintptr_t g_, uint16_t qid,
 				       dst, dstlen, offs, maxpkts, seg);
       if (r) // packets, an error or a flag
 	return r;
-      if (q->ring ? memifgo_wait_over (&w) : memifgo_spun (&w))
+      if (q->ring ? memifgo_wait_over (&w) : memifgo_unknown_over (q, &w))
 	return r;
     }
 }

@@ -8,7 +8,8 @@
 // and this binary is the cgo crossings and the binding's Go side, so
 // Go/(C+checks) and (C+checks)/C split a Go/C miss in two.
 //
-// Included by memif_bench.c after its types; own.c is linked beside it.
+// Included by memif_bench.c after its types; own.c and readskip.c are linked
+// beside it.
 #ifndef MEMIF_BENCH_CHECKS_H
 #define MEMIF_BENCH_CHECKS_H
 
@@ -149,6 +150,23 @@ chk_bufsize (const memif_details_t *md)
 	}
     }
   return 0;
+}
+
+// Conn.SetRxMode(RxModePolling): memif_set_rx_mode with the queue's
+// eventfd flagged, so libmemif's read of it is skipped (readskip.h).
+static int
+chk_poll (memif_conn_handle_t c, uint16_t q)
+{
+  int fd;
+  return memifgo_set_rx_mode (c, MEMIF_RX_MODE_POLLING, q, &fd);
+}
+
+// The binding's on_disconnect adapter: every flag cleared before libmemif
+// closes the eventfds.
+static void
+chk_unpoll (memif_conn_handle_t c)
+{
+  memifgo_unpoll_conn (c);
 }
 
 // What the binding's OnConnect does before the application's: build the

@@ -6,10 +6,12 @@
 //
 // With -DMEMIF_BENCH_FENCE a full fence surrounds every libmemif call (LM).
 //
-// With -DMEMIF_BENCH_CHECKS (and own.c linked in) every burst goes through
-// the binding's C layer instead of libmemif directly (checks.h):
+// With -DMEMIF_BENCH_CHECKS (and own.c and readskip.c linked in) every burst
+// goes through the binding's C layer instead of libmemif directly
+// (checks.h), and libmemif's eventfd read in polling mode is skipped as the
+// binding skips it (readskip.h):
 //
-//   cc -O2 -DMEMIF_BENCH_CHECKS -o bin/memif_bench_c_checks bench/c/memif_bench.c own.c -lmemif -lpthread
+//   cc -O2 -DMEMIF_BENCH_CHECKS -o bin/memif_bench_c_checks bench/c/memif_bench.c own.c readskip.c -lmemif -lpthread
 //   memif_bench_c -size 64 -burst 64 -threads 1 -duration 2s -json
 #define _GNU_SOURCE
 #include <errno.h>
@@ -50,6 +52,8 @@
 static int chk_connect (memif_conn_handle_t conn);
 static void chk_register (memif_conn_handle_t c, int master);
 static int chk_nrx (memif_conn_handle_t c);
+static int chk_poll (memif_conn_handle_t c, uint16_t q);
+static void chk_unpoll (memif_conn_handle_t c);
 #else
 #define IMPL "c"
 #endif
@@ -130,7 +134,11 @@ on_connect (memif_conn_handle_t conn, void *ctx)
       if (LM (memif_refill_queue (conn, q, -1, 0)) != MEMIF_ERR_SUCCESS)
 	break; // fewer queues granted
 #endif
+#ifdef MEMIF_BENCH_CHECKS
+      chk_poll (conn, q); // as SetRxMode: libmemif's eventfd read skipped
+#else
       memif_set_rx_mode (conn, MEMIF_RX_MODE_POLLING, q);
+#endif
     }
   atomic_fetch_add (&connected, 1);
   return 0;
@@ -143,6 +151,9 @@ static atomic_int running; // worker threads inside their loops
 static int
 on_disconnect (memif_conn_handle_t conn, void *ctx)
 {
+#ifdef MEMIF_BENCH_CHECKS
+  chk_unpoll (conn); // as the binding's adapter, before the eventfds close
+#endif
   atomic_store (&stop_flag, 1);
   while (atomic_load (&running))
     sched_yield ();

@@ -1,0 +1,59 @@
+//go:build linux && cgo
+
+package memif
+
+/*
+#include "cgo_helpers.h"
+*/
+import "C"
+
+import "unsafe"
+
+// The eventfd read skip (readskip.c, readskip.h): while an rx queue polls,
+// libmemif's read() of its eventfd in every memif_rx_burst that finds the
+// ring empty or empties it returns EAGAIN without a system call. The
+// binding defines read() for the whole process to do it (the executable's
+// read is the one libmemif binds to, as munmap in munmap.c); only fds it
+// flagged are skipped, and a flag is cleared before its fd can close.
+// Build with -tags memif_noreadskip to leave read() alone.
+
+// readSkipCompiled reports whether the skip is in this build: not under
+// AddressSanitizer (go test -asan) or the memif_noreadskip tag.
+func readSkipCompiled() bool { return C.memifgo_readskip_on() != 0 }
+
+// setRxMode is memif_set_rx_mode with the skip flag of rx queue qid kept
+// true (readskip.h), q's record of it with it. The caller holds q.mu.
+func (c *Conn) setRxMode(q *queue, mode RxMode, qid uint16) C.int {
+	var fd C.int
+	code := C.memifgo_set_rx_mode(c.h, C.memif_rx_mode_t(mode), C.uint16_t(qid), &fd)
+	if mode != RxModePolling || code == 0 {
+		q.skipFD = int32(fd) + 1 // the C call cleared the flag or set it on fd
+	}
+	return code
+}
+
+// unpoll clears the skip flags the link's rx queues set, with every queue
+// lock held once down is set (no SetRxMode can set one after): the C
+// adapter of on_disconnect cleared them already, but a SetRxMode that
+// passed its down check before it ran may have set one since.
+func (l *link) unpoll() {
+	for i := range l.rx {
+		if fd := l.rx[i].skipFD - 1; fd >= 0 {
+			C.memifgo_readskip_set(C.int(fd), 0)
+		}
+		l.rx[i].skipFD = 0
+	}
+}
+
+// readSkipPolled reports whether fd is flagged (tests).
+func readSkipPolled(fd int) bool { return C.memifgo_readskip_polled(C.int(fd)) != 0 }
+
+// readC reads fd through the process's read(), as libmemif or any C code
+// would (tests).
+func readC(fd int, p []byte) (int, error) {
+	n, err := C.read(C.int(fd), unsafe.Pointer(unsafe.SliceData(p)), C.size_t(len(p)))
+	if n < 0 {
+		return -1, err
+	}
+	return int(n), nil
+}

@@ -55,6 +55,9 @@ func hotErr(op int, code int64) error {
 // unpack splits a memifgo_* result (MEMIFGO_PACK) into count and error code.
 func unpack(r C.uint64_t) (int, int64) { return int(r & 0xffff), int64(r >> 32 & 0xffff) }
 
+// setCut records a receive's ChainCut.
+func (b *Buffers) setCut(r C.uint64_t) { b.meta.cut = r>>48&C.MEMIFGO_FP_CUT != 0 }
+
 // RxBurst wraps memif_rx_burst: receive up to count buffers from rx queue
 // qid into bufs[0:n]. more reports libmemif's MEMIF_ERR_NOBUF: the batch
 // filled up and more packets wait (not an error; the n buffers are valid).
@@ -78,6 +81,7 @@ func (c *Conn) RxBurst(qid uint16, bufs *Buffers, count int) (n int, more bool, 
 	}
 	bufs.meta.session = l
 	n, code := unpack(r)
+	bufs.setCut(r)
 	if code == int64(ErrNoBuf) {
 		return n, true, nil
 	}
@@ -120,6 +124,7 @@ func (c *Conn) refillRx(qid uint16, refill int, headroom uint16, bufs *Buffers, 
 	}
 	bufs.meta.session = l
 	n, code := unpack(r)
+	bufs.setCut(r)
 	if code == int64(ErrNoBuf) {
 		return n, true, nil
 	}

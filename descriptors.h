@@ -434,12 +434,15 @@ memifgo_mark_drop (const memifgo_guard_t *g, memifgo_q_t *q, uint16_t slot)
 // After memif_rx_burst returned rx buffers: drop the bad ones with the rest
 // of their packet, compact the batch, and remember the dropped slots so the
 // caller's refill count (of buffers it got) still gives them back. Returns
-// the buffers kept.
+// the buffers kept. *cut is set when the packet dropped is the one open on
+// entry: its start went to the caller in an earlier burst, and the caller
+// must drop that too (else it joins it to the next packet).
 static inline uint16_t
 memifgo_rx_post (const memifgo_guard_t *g, memifgo_q_t *q, memif_buffer_t *b,
-		 uint16_t rx)
+		 uint16_t rx, int *cut)
 {
   uint32_t bad = q->chain, i;
+  *cut = 0;
   if (memifgo_bad_batch (g, b, rx)) // fast path: all good
     for (i = 0; i < rx; i++)
       bad |= memifgo_bad_buf (g, &b[i]);
@@ -448,6 +451,7 @@ memifgo_rx_post (const memifgo_guard_t *g, memifgo_q_t *q, memif_buffer_t *b,
     {
       uint16_t k = 0, start = 0;
       int drop = q->chain, inchain = q->open;
+      int cont = q->open && !q->chain; // the first packet began earlier
       for (i = 0; i < rx; i++)
 	{
 	  // A packet of one empty buffer (how a peer gives back unsent tx
@@ -460,6 +464,7 @@ memifgo_rx_post (const memifgo_guard_t *g, memifgo_q_t *q, memif_buffer_t *b,
 	  q->empty += alone;
 	  if (badi && !drop)
 	    { // forget the part of this packet kept so far
+	      *cut |= cont;
 	      for (uint16_t j = start; j < k; j++)
 		memifgo_mark_drop (g, q, b[j].desc_index);
 	      k = start;
@@ -474,6 +479,7 @@ memifgo_rx_post (const memifgo_guard_t *g, memifgo_q_t *q, memif_buffer_t *b,
 	    {
 	      drop = 0;
 	      start = k;
+	      cont = 0;
 	    }
 	}
       q->chain = drop;

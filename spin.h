@@ -214,12 +214,13 @@ memifgo_refill_rx_wait_in (uintptr_t conn, uintptr_t g_, uint16_t qid,
 	}
       else if (MEMIFGO_UNLIKELY (memifgo_down (g)))
 	return MEMIFGO_PACK (MEMIF_ERR_DISCONNECTED, 0);
+      int cut;
       rx = 0;
       err = memif_rx_burst ((void *) conn, qid, bufs,
 			    memifgo_rx_pre (g, q, count), &rx);
-      rx = memifgo_rx_post (g, q, bufs, rx);
-      if (rx || (err != MEMIF_ERR_SUCCESS && err != MEMIF_ERR_NOBUF))
-	return MEMIFGO_PACK (err, rx);
+      rx = memifgo_rx_post (g, q, bufs, rx, &cut);
+      if (rx || cut || (err != MEMIF_ERR_SUCCESS && err != MEMIF_ERR_NOBUF))
+	return MEMIFGO_FP (err, cut ? MEMIFGO_FP_CUT : 0, rx, 0);
       if (q->ndrop) // all dropped: their slots go back now
 	{
 	  err = memifgo_refill (conn, g, q, qid, 0, headroom);

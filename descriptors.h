@@ -701,11 +701,17 @@ memifgo_tx_pre (const memifgo_guard_t *g, memifgo_q_t *q, uint32_t need,
 }
 
 // Whether every slot of the tx ring is free for allocation now (0: the
-// ring is unknown).
+// ring is unknown). A ring of 65536 slots cannot say so in 16-bit indices
+// (all free reads as none), and never needs to: libmemif rings have at
+// most 2^14 slots (memif_create refuses more, a slave takes the smaller of
+// its own and the master's limit, and the loop's guard refuses a peer's
+// ring above 2^14 before libmemif reads it); and even there every packet
+// memif can carry (65535 bytes, buffers of a byte or more) fits the ring,
+// so Forward's oversize drop never waits on this answer.
 static inline int
 memifgo_tx_all_free (const memifgo_guard_t *g, const memifgo_q_t *q)
 {
-  if (!q->ring || q->mask == 0xffff) // 65536 free would read as 0
+  if (!q->ring || q->mask == 0xffff)
     return 0;
   uint16_t room = g->master ? *memifgo_head (q) - q->cur
 			    : *memifgo_tail (g, q) + q->mask + 1 - q->cur;

@@ -304,6 +304,10 @@ func (e *Endpoint) report(err error) {
 func (e *Endpoint) counters(qid int) *queueCounters {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	return e.countersLocked(qid)
+}
+
+func (e *Endpoint) countersLocked(qid int) *queueCounters {
 	for len(e.stats) <= qid {
 		e.stats = append(e.stats, &queueCounters{})
 	}

@@ -27,13 +27,13 @@ type Queue struct {
 	held int      // buffers of rx still lent to the handler (refilled by the next Receive)
 	w    *waiter  // nil in WaitPoll mode
 
-	tx    *Buffers       // descriptor scratch for Flush, a whole ring
-	ztx   *Buffers       // zero-copy tx batch (Alloc, Send), made on first use
-	rxAt  []*Buffers     // rxAt[i] is Rx() from i on (Echo), made on first use
-	fwd   *Buffers       // Forward's rx batch (its pending packets), made on first use
-	fwdTo *queueCounters // the counters of Forward's last target queue
-	data  []byte         // staged packets, back to back
-	offs  []int32        // packet i is data[offs[i]:offs[i+1]]
+	tx    *Buffers   // descriptor scratch for Flush, a whole ring
+	ztx   *Buffers   // zero-copy tx batch (Alloc, Send), made on first use
+	rxAt  []*Buffers // rxAt[i] is Rx() from i on (Echo), made on first use
+	fwd   *Buffers   // Forward's rx batch (its pending packets), made on first use
+	fwdTo fwdTarget  // Forward's last target queue
+	data  []byte     // staged packets, back to back
+	offs  []int32    // packet i is data[offs[i]:offs[i+1]]
 }
 
 var (

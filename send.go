@@ -61,6 +61,10 @@ func (e *Endpoint) Send(ctx context.Context, qid int, data []byte, offs []int32,
 func (e *Endpoint) sender(qid int) *sender {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	return e.senderLocked(qid)
+}
+
+func (e *Endpoint) senderLocked(qid int) *sender {
 	for len(e.senders) <= qid {
 		e.senders = append(e.senders, &sender{})
 	}

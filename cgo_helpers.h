@@ -234,13 +234,10 @@ static uint64_t
 memifgo_rx_burst_in (uintptr_t conn_, uintptr_t g_, uint16_t qid,
 		     uintptr_t bufs_, uint16_t count)
 {
-  memif_conn_handle_t conn = (memif_conn_handle_t) conn_;
-  memif_buffer_t *bufs = (memif_buffer_t *) bufs_;
-  const memifgo_guard_t *g = (const memifgo_guard_t *) g_;
-  memifgo_q_t *q = memifgo_rxq (g_, qid);
-  uint16_t rx = 0;
-  int cut, err = memif_rx_burst (conn, qid, bufs, memifgo_rx_pre (g, q, count), &rx);
-  rx = memifgo_rx_post (g, q, bufs, rx, &cut);
+  uint16_t rx;
+  int cut, err = memifgo_rx_take (conn_, (const memifgo_guard_t *) g_,
+				  memifgo_rxq (g_, qid), qid,
+				  (memif_buffer_t *) bufs_, count, &rx, &cut);
   return MEMIFGO_FP (err, cut ? MEMIFGO_FP_CUT : 0, rx, 0);
 }
 
@@ -524,7 +521,9 @@ memifgo_copy_tx_in (uintptr_t conn, uintptr_t g_, uint16_t qid,
       if (aerr != MEMIF_ERR_SUCCESS || !got)
 	break; // !got: the worst case of one more packet does not fit
     }
-  err = memifgo_send (conn, g, q, qid, b, (uint16_t) nb, &tx);
+  // b[0:nb] is in ring order from rel, as in Forward (descriptors.h,
+  // memifgo_send_in): no check.
+  err = memifgo_send_in (conn, g, q, qid, b, (uint16_t) nb, &tx, 1);
   if (q->cur != q->rel) // an overrun allocation: libmemif cannot take it back
     memifgo_tx_flush (conn, g, q, qid);
   if (err != MEMIF_ERR_SUCCESS)

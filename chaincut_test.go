@@ -46,29 +46,7 @@ func (s *ringSender) sendSplit(size, head int) (seq uint64, slots []uint16, rest
 // Forward holds the start pending (an open chain); the bad rest drops the
 // whole packet, counted once per buffer, and the next packets go out alone.
 func TestForwardChainCut(t *testing.T) {
-	p := hostilePair(t)
-	args := ConnArgs{BufferSize: 1024, Log2RingSize: 10}
-	p2 := connectPair(t, args, args)
-	s := newSender(t, p.master)
-	f := newForwarder(t, p.slave, p2.master, 64, 1024)
-	r := newReceiver(t, p2.slave)
-	pass := func(want int) {
-		t.Helper()
-		target := f.sent + want
-		deadline := time.Now().Add(5 * time.Second)
-		for f.sent < target {
-			require.False(t, time.Now().After(deadline), "forwarded %d of %d", f.sent, target)
-			_, err := f.step()
-			require.NoError(t, err)
-		}
-	}
-	flowFwd := func(rounds int) {
-		for range rounds {
-			seqs, _ := s.send(64, 100, 1500, 3000, 64, 700, 2048, 5000)
-			pass(len(seqs))
-			require.Equal(t, seqs, r.recv(len(seqs)))
-		}
-	}
+	p, s, f, r, pass, flowFwd := hostileForward(t)
 	flowFwd(2)
 	drops := 0
 	for i, a := range attacks {

@@ -24,6 +24,39 @@ func forwardTo(to *atomic.Pointer[Endpoint], wait time.Duration) Handler {
 	}
 }
 
+// forwardingEndpoint runs A, a master on pathA forwarding each queue to
+// the same queue of *b (the caller's to set, on pathB) with wait.
+func forwardingEndpoint(t *testing.T, wait time.Duration) (a *Endpoint, b *atomic.Pointer[Endpoint], pathA, pathB string) {
+	pathA, pathB = testSocketPath(t), testSocketPath(t)
+	b = new(atomic.Pointer[Endpoint])
+	a = newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathA}, Conn: ConnArgs{IsMaster: true}},
+		forwardTo(b, wait))
+	return a, b, pathA, pathB
+}
+
+// verifying is a handler that checks every packet it receives and hands
+// its sequence number to seen; it ends with the link, or at the first bad
+// packet or error of seen, which it returns.
+func verifying(seen func(seq uint64) error) Handler {
+	return func(ctx context.Context, q *Queue) error {
+		for {
+			n, err := q.Receive(ctx)
+			if err != nil {
+				return nil
+			}
+			for i := range n {
+				_, seq, err := checkPacket(q.Rx().Data(i))
+				if err == nil {
+					err = seen(seq)
+				}
+				if err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
 // A hairpin Endpoint (Queue.Forward back out of its own link) returns
 // every packet of its peer intact and in order, in every
 // wait mode.
@@ -68,10 +101,7 @@ func TestEndpointForwardHairpin(t *testing.T) {
 // for the wait, then are dropped and counted (RingFull); none vanish.
 func TestEndpointForwardRingFull(t *testing.T) {
 	const count = 2000
-	pathA, pathB := testSocketPath(t), testSocketPath(t)
-	var b atomic.Pointer[Endpoint]
-	a := newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathA}, Conn: ConnArgs{IsMaster: true}},
-		forwardTo(&b, 5*time.Millisecond))
+	a, b, pathA, pathB := forwardingEndpoint(t, 5*time.Millisecond)
 	b.Store(newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathB}, Conn: ConnArgs{IsMaster: true}},
 		func(ctx context.Context, q *Queue) error { <-ctx.Done(); return nil }))
 	// B's peer never receives.
@@ -111,29 +141,12 @@ func TestEndpointForwardRingFull(t *testing.T) {
 // queue's Drops.Oversize, and forwards the packets around it in order.
 func TestEndpointForwardOversize(t *testing.T) {
 	const count = 20
-	pathA, pathB := testSocketPath(t), testSocketPath(t)
-	var b atomic.Pointer[Endpoint]
-	a := newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathA}, Conn: ConnArgs{IsMaster: true}},
-		forwardTo(&b, -1))
+	a, b, pathA, pathB := forwardingEndpoint(t, -1)
 	got := make(chan uint64, count)
 	b.Store(newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathB}, Conn: ConnArgs{Log2RingSize: 4}},
 		func(ctx context.Context, q *Queue) error { <-ctx.Done(); return nil }))
 	newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathB}, Conn: ConnArgs{IsMaster: true}},
-		func(ctx context.Context, q *Queue) error {
-			for {
-				n, err := q.Receive(ctx)
-				if err != nil {
-					return nil
-				}
-				for i := range n {
-					_, seq, err := checkPacket(q.Rx().Data(i))
-					if err != nil {
-						return err
-					}
-					got <- seq
-				}
-			}
-		})
+		verifying(func(seq uint64) error { got <- seq; return nil }))
 	waitUp(t, b.Load(), 5*time.Second)
 	newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathA}},
 		func(ctx context.Context, q *Queue) error {
@@ -218,38 +231,25 @@ func TestEndpointForwardNoTargetLock(t *testing.T) {
 // peers receive verifies, in order.
 func TestEndpointForwardTargetCycles(t *testing.T) {
 	const cycles = 4
-	pathA, pathB := testSocketPath(t), testSocketPath(t)
-	var b atomic.Pointer[Endpoint]
-	a := newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathA}, Conn: ConnArgs{IsMaster: true}},
-		forwardTo(&b, -1))
+	a, b, pathA, pathB := forwardingEndpoint(t, -1)
 	b.Store(newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathB}, Conn: ConnArgs{IsMaster: true}},
 		func(ctx context.Context, q *Queue) error { <-ctx.Done(); return nil }))
 	var got atomic.Uint64
 	last := int64(-1) // the receiving handlers run one at a time
 	bad := make(chan error, 1)
-	receiver := func(ctx context.Context, q *Queue) error {
-		for {
-			n, err := q.Receive(ctx)
-			if err != nil {
-				return nil
+	receiver := verifying(func(seq uint64) error {
+		if int64(seq) <= last {
+			err := fmt.Errorf("seq %d after %d", seq, last)
+			select {
+			case bad <- err:
+			default:
 			}
-			for i := range n {
-				_, seq, err := checkPacket(q.Rx().Data(i))
-				if err == nil && int64(seq) <= last {
-					err = fmt.Errorf("seq %d after %d", seq, last)
-				}
-				if err != nil {
-					select {
-					case bad <- err:
-					default:
-					}
-					return nil
-				}
-				last = int64(seq)
-				got.Add(1)
-			}
+			return err
 		}
-	}
+		last = int64(seq)
+		got.Add(1)
+		return nil
+	})
 	stop := make(chan struct{})
 	var sent atomic.Uint64
 	newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathA}, Conn: ConnArgs{Log2RingSize: 10}},

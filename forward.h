@@ -122,12 +122,10 @@ memifgo_forward_in (uintptr_t ca, uintptr_t ga_, uint16_t qa, uint16_t headroom,
   // 1. Top the batch up from A's ring.
   if (pend < rcap)
     {
-      uint16_t rx = 0;
+      uint16_t rx;
       int cut;
-      k = rcap - pend;
-      rerr = memif_rx_burst ((void *) ca, qa, rb + pend,
-			     memifgo_rx_pre (ga, qra, (uint16_t) k), &rx);
-      rx = memifgo_rx_post (ga, qra, rb + pend, rx, &cut);
+      rerr = memifgo_rx_take (ca, ga, qra, qa, rb + pend,
+			      (uint16_t) (rcap - pend), &rx, &cut);
       if (MEMIFGO_UNLIKELY (cut))
 	pend = memifgo_fwd_cut (ga, qra, rb, pend, rx);
       else
@@ -223,7 +221,8 @@ memifgo_forward_in (uintptr_t ca, uintptr_t ga_, uint16_t qa, uint16_t headroom,
   if (nb)
     {
       uint16_t tx = 0;
-      int err = memifgo_send (cb, gb, qtb, qb, tb, (uint16_t) nb, &tx);
+      // tb[0:nb] is in ring order from rel (memifgo_send_in): no check.
+      int err = memifgo_send_in (cb, gb, qtb, qb, tb, (uint16_t) nb, &tx, 1);
       for (k = 0; k < tx; k++)
 	sent += !(tb[k].flags & MEMIF_BUFFER_FLAG_NEXT);
       if (err != MEMIF_ERR_SUCCESS

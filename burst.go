@@ -64,7 +64,9 @@ func (b *Buffers) setCut(r C.uint64_t) { b.meta.cut = r>>48&C.MEMIFGO_FP_CUT != 
 // Give the buffers back with RefillQueue (or use RefillRxBurst). Views:
 // see [Buffers]. A buffer the peer described outside its regions or buffer
 // size is dropped with the rest of its packet (counted in DescriptorStats) and
-// not in bufs[0:n]; refilling n still gives its ring slot back.
+// not in bufs[0:n]; refilling n still gives its ring slot back. When that
+// packet began in an earlier burst (a chain), bufs.ChainCut reports it:
+// drop the start that burst returned.
 func (c *Conn) RxBurst(qid uint16, bufs *Buffers, count int) (n int, more bool, err error) {
 	if err := bufs.checkCount(hotOps[opRx], count); err != nil {
 		return 0, false, err

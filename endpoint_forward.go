@@ -43,13 +43,13 @@ func (q *Queue) Forward(ctx context.Context, to *Endpoint, txq int, wait time.Du
 			return 0, drops, err
 		}
 	}
-	t := q.target(to, txq)
+	t, _ := q.target(to, txq)
 	tst := t.st
 	foreign := ctx.Done() != q.sess.ctx.Done()
 	full, slices := false, 0
 	var deadline time.Time
 	for {
-		t = q.target(to, txq)
+		t, fresh := q.target(to, txq)
 		l := t.link
 		if l == nil || txq >= l.TxQueues {
 			if k := q.fwdDrop(&tst.dropLinkDown); k > 0 || sent > 0 {
@@ -107,6 +107,10 @@ func (q *Queue) Forward(ctx context.Context, to *Endpoint, txq int, wait time.Du
 			if errors.As(ferr, &fe) && fe.Tx && errors.Is(ferr, ErrDisconnected) {
 				drops.LinkDown += q.fwdDrop(&tst.dropLinkDown) // to went down
 				t.link = nil                                   // read it again
+				continue
+			}
+			if fe != nil && fe.Tx && !fresh { // to's link as kept: read it again first (to closed?)
+				t.link = nil
 				continue
 			}
 			if e := q.sess.ctx.Err(); e != nil {
@@ -201,15 +205,16 @@ type fwdTarget struct {
 }
 
 // target returns Forward's target, read again (under the target's lock,
-// once) when it is another queue, was down, or has had a new session
-// since. A link that went down without a new session is seen by the
-// burst (ErrDisconnected on B's side), which clears link.
-func (q *Queue) target(to *Endpoint, txq int) *fwdTarget {
-	t := &q.fwdTo
+// once; fresh) when it is another queue, was down, or has had a new
+// session since. A link that went down without a new session is seen by
+// the burst (an error on B's side), which clears link.
+func (q *Queue) target(to *Endpoint, txq int) (t *fwdTarget, fresh bool) {
+	t = &q.fwdTo
 	if t.ep != to || t.txq != txq || t.link == nil || t.sess != to.sessions.Load() {
 		*t = to.txTarget(txq)
+		fresh = true
 	}
-	return t
+	return t, fresh
 }
 
 // txTarget reads Forward's target tx queue qid under one lock. The link and

@@ -307,3 +307,44 @@ func TestEndpointForwardTargetCycles(t *testing.T) {
 	assert.Zero(t, s.Drops.RingFull)
 	assert.Zero(t, a.Stats()[0].Drops)
 }
+
+// The target Endpoint closed under a running Queue.Forward: what arrives
+// after is dropped as the target's LinkDown, every packet counted, and the
+// forwarding handler goes on (no error) as with a target that went down.
+func TestEndpointForwardTargetClosed(t *testing.T) {
+	const count = 300
+	a, b, pathA, pathB := forwardingEndpoint(t, -1)
+	b.Store(newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathB}, Conn: ConnArgs{IsMaster: true}},
+		func(ctx context.Context, q *Queue) error { <-ctx.Done(); return nil }))
+	var got atomic.Uint64
+	newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathB}}, verifying(func(uint64) error { got.Add(1); return nil }))
+	waitUp(t, b.Load(), 5*time.Second)
+	send := make(chan uint64)
+	newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathA}}, func(ctx context.Context, q *Queue) error {
+		for seq := uint64(0); ; {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-send:
+			}
+			for range count {
+				fillPacket(q.Stage(100), 1, seq)
+				seq++
+			}
+			if _, err := q.Flush(ctx); err != nil {
+				return err
+			}
+		}
+	})
+	waitUp(t, a, 5*time.Second)
+	send <- 0
+	waitFor(t, 10*time.Second, "the first packets through", func() bool { return got.Load() == count })
+	require.NoError(t, b.Load().Close())
+	send <- 0
+	waitFor(t, 10*time.Second, "the next packets dropped as LinkDown", func() bool {
+		return b.Load().Stats()[0].Drops.LinkDown == count
+	})
+	assert.Equal(t, uint64(count), b.Load().Stats()[0].TxPackets)
+	assert.Equal(t, uint64(count), a.Stats()[0].RxPackets)
+	assert.Zero(t, a.Stats()[0].HandlerErrors)
+}

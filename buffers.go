@@ -63,9 +63,9 @@ type batchMeta struct {
 	// batch, unrefilled, for its next call (forward.go).
 	pend int
 	// freed: the root batch was freed (Free, or detached for reuse): its
-	// Slices are dead too, and so are the views of a Batch made before a
-	// burst filled it.
+	// Slices are dead too.
 	freed atomic.Bool
+	cut   bool // see ChainCut
 	// A cache line of its own (the 64-byte size class): bursts write
 	// session, and the tx and rx batches of two threads were neighbours.
 	_ [64 - 24]byte
@@ -169,6 +169,15 @@ func (b *Buffers) HasNext(i int) bool {
 		return false
 	}
 	return b.b[i].flags&C.MEMIF_BUFFER_FLAG_NEXT != 0
+}
+
+// ChainCut reports that the last receive into the batch (RxBurst,
+// RefillRxBurst, their waiting forms, Queue.Receive) dropped the rest of
+// the chain an earlier burst ended in (HasNext of its last buffer): the
+// guard refused a buffer of it (counted in DescriptorStats). That start is
+// no packet: discard it; the batch's first packet is a new one.
+func (b *Buffers) ChainCut() bool {
+	return b != nil && b.meta != nil && b.meta.cut
 }
 
 // SetNext sets or clears MEMIF_BUFFER_FLAG_NEXT on buffer i (no-op outside

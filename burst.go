@@ -55,13 +55,18 @@ func hotErr(op int, code int64) error {
 // unpack splits a memifgo_* result (MEMIFGO_PACK) into count and error code.
 func unpack(r C.uint64_t) (int, int64) { return int(r & 0xffff), int64(r >> 32 & 0xffff) }
 
+// setCut records a receive's ChainCut.
+func (b *Buffers) setCut(r C.uint64_t) { b.meta.cut = r>>48&C.MEMIFGO_FP_CUT != 0 }
+
 // RxBurst wraps memif_rx_burst: receive up to count buffers from rx queue
 // qid into bufs[0:n]. more reports libmemif's MEMIF_ERR_NOBUF: the batch
 // filled up and more packets wait (not an error; the n buffers are valid).
 // Give the buffers back with RefillQueue (or use RefillRxBurst). Views:
 // see [Buffers]. A buffer the peer described outside its regions or buffer
 // size is dropped with the rest of its packet (counted in DescriptorStats) and
-// not in bufs[0:n]; refilling n still gives its ring slot back.
+// not in bufs[0:n]; refilling n still gives its ring slot back. When that
+// packet began in an earlier burst (a chain), bufs.ChainCut reports it:
+// drop the start that burst returned.
 func (c *Conn) RxBurst(qid uint16, bufs *Buffers, count int) (n int, more bool, err error) {
 	if err := bufs.checkCount(hotOps[opRx], count); err != nil {
 		return 0, false, err
@@ -84,6 +89,7 @@ func (c *Conn) RxBurst(qid uint16, bufs *Buffers, count int) (n int, more bool, 
 func received(op int, bufs *Buffers, l *link, r C.uint64_t) (n int, more bool, err error) {
 	bufs.meta.session = l
 	n, code := unpack(r)
+	bufs.setCut(r)
 	if code == int64(ErrNoBuf) {
 		return n, true, nil
 	}

@@ -222,6 +222,11 @@ memifgo_queue_at (const memif_queue_details_t *q, int i,
   (((uint64_t) (uint16_t) (code) << 32) | ((uint64_t) (flags) << 48) |         \
    ((uint64_t) (uint16_t) (b) << 16) | (uint64_t) (uint16_t) (a))
 #define MEMIFGO_PACK(err, n) MEMIFGO_FP (err, 0, n, 0)
+#define MEMIFGO_FP_TX 1	     // the code came from memif_tx_burst
+#define MEMIFGO_FP_MORE 2    // rx: more packets wait in the ring
+#define MEMIFGO_FP_PARTIAL 4 // rx: the last packet is an open chain
+#define MEMIFGO_FP_BIG 8     // rx: a peer buffer beyond its size was dropped
+#define MEMIFGO_FP_CUT 16    // rx: the chain the last burst left open was dropped
 
 #include "descriptors.h"
 
@@ -293,14 +298,11 @@ static uint64_t
 memifgo_rx_burst_in (uintptr_t conn_, uintptr_t g_, uint16_t qid,
 		     uintptr_t bufs_, uint16_t count)
 {
-  memif_conn_handle_t conn = (memif_conn_handle_t) conn_;
-  memif_buffer_t *bufs = (memif_buffer_t *) bufs_;
-  const memifgo_guard_t *g = (const memifgo_guard_t *) g_;
-  memifgo_q_t *q = memifgo_rxq (g_, qid);
-  uint16_t rx = 0;
-  int err = memif_rx_burst (conn, qid, bufs, memifgo_rx_pre (g, q, count), &rx);
-  rx = memifgo_rx_post (g, q, bufs, rx);
-  return MEMIFGO_PACK (err, rx);
+  uint16_t rx;
+  int cut, err = memifgo_rx_take (conn_, (const memifgo_guard_t *) g_,
+				  memifgo_rxq (g_, qid), qid,
+				  (memif_buffer_t *) bufs_, count, &rx, &cut);
+  return MEMIFGO_FP (err, cut ? MEMIFGO_FP_CUT : 0, rx, 0);
 }
 
 static uint64_t
@@ -463,10 +465,6 @@ memifgo_set_next_free_buffer (uintptr_t conn, uintptr_t g, uint16_t qid,
 #define MEMIFGO_EBADLEN 0x1000 // tx buffer b longer than it was allocated
 #define MEMIFGO_EBADPKT 0x1001 // CopyTx packet b: bad offsets or length
 #define MEMIFGO_EBATCH 0x1002  // CopyTx packet b cannot fit an empty batch
-#define MEMIFGO_FP_TX 1	       // the code came from memif_tx_burst
-#define MEMIFGO_FP_MORE 2      // rx: more packets wait in the ring
-#define MEMIFGO_FP_PARTIAL 4   // rx: the last packet is an open chain
-#define MEMIFGO_FP_BIG 8       // rx: a peer buffer beyond its size was dropped
 
 // Send bufs[0:ntx] (lengths checked against caps), then allocate nalloc
 // packets of size bytes into bufs from 0: the pipelined zero-copy tx loop.
@@ -587,7 +585,9 @@ memifgo_copy_tx_in (uintptr_t conn, uintptr_t g_, uint16_t qid,
       if (aerr != MEMIF_ERR_SUCCESS || !got)
 	break; // !got: the worst case of one more packet does not fit
     }
-  err = memifgo_send (conn, g, q, qid, b, (uint16_t) nb, &tx);
+  // b[0:nb] is in ring order from rel, as in Forward (descriptors.h,
+  // memifgo_send_in): no check.
+  err = memifgo_send_in (conn, g, q, qid, b, (uint16_t) nb, &tx, 1);
   if (q->cur != q->rel) // an overrun allocation: libmemif cannot take it back
     memifgo_tx_flush (conn, g, q, qid);
   if (err != MEMIF_ERR_SUCCESS)
@@ -626,8 +626,11 @@ memifgo_copy_rx_in (uintptr_t conn, uintptr_t g_, uint16_t qid,
   const memifgo_guard_t *g = (const memifgo_guard_t *) g_;
   memifgo_q_t *q = memifgo_rxq (g_, qid);
   memif_buffer_t *b = (memif_buffer_t *) bufs;
-  uint32_t pos = 0, start = 0, pk = 0, used = 0, k, i;
-  int open = 0, drop = 0, err = MEMIF_ERR_SUCCESS, rerr, flags = 0;
+  uint32_t pos = 0, start = 0, pk = 0, used = 0, pb = 0, k, i;
+  int open = 0, err = MEMIF_ERR_SUCCESS, rerr, flags = 0;
+  // A chain open at the last receive's end: its start went out (PARTIAL),
+  // or it is being dropped (chain), its rest arriving now.
+  int within = q->open, drop = q->chain, cont = within && !drop;
   offs[0] = 0;
   for (;;)
     {
@@ -658,13 +661,17 @@ memifgo_copy_rx_in (uintptr_t conn, uintptr_t g_, uint16_t qid,
 	  int next = (b[i].flags & MEMIF_BUFFER_FLAG_NEXT) != 0;
 	  // A packet of one empty buffer is dropped as empty (a peer giving
 	  // back allocations); an empty buffer in a chain is bad.
-	  int alone = len == 0 && !open && !next;
+	  int alone = len == 0 && !open && !within && !next;
 	  int bad = !alone && memifgo_bad_buf (g, &b[i]);
 	  q->bad += bad;
 	  q->empty += alone;
 	  q->dropped += alone;
 	  if (len > seg || bad) // a peer that ignores its buffer or regions
 	    {
+	      if (cont && !drop) // the caller holds its start: drop that too
+		flags |= MEMIFGO_FP_CUT;
+	      if (!drop) // the packet's buffers copied so far go too
+		q->dropped += pb;
 	      drop = 1;
 	      flags |= MEMIFGO_FP_BIG;
 	    }
@@ -672,6 +679,7 @@ memifgo_copy_rx_in (uintptr_t conn, uintptr_t g_, uint16_t qid,
 	    {
 	      memcpy (dst + pos, b[i].data, len);
 	      pos += len;
+	      pb++;
 	    }
 	  else
 	    {
@@ -687,10 +695,13 @@ memifgo_copy_rx_in (uintptr_t conn, uintptr_t g_, uint16_t qid,
 	      else if (!alone)
 		offs[++pk] = (int32_t) pos;
 	      start = pos;
-	      drop = 0;
+	      drop = cont = within = 0;
+	      pb = 0;
 	    }
 	}
       used += rx;
+      if (rx)
+	q->open = (uint8_t) open;
       if (err == MEMIF_ERR_NOBUF)
 	{
 	  err = MEMIF_ERR_SUCCESS;
@@ -702,6 +713,7 @@ memifgo_copy_rx_in (uintptr_t conn, uintptr_t g_, uint16_t qid,
       flags &= ~MEMIFGO_FP_MORE;
       break; // ring drained (or an error)
     }
+  q->chain = (uint8_t) drop; // the rest of a dropped chain goes as it arrives
   if (open)
     {
       if (drop)

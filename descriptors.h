@@ -379,6 +379,13 @@ memifgo_repair (const memifgo_guard_t *g, const memifgo_q_t *q, uint16_t slot,
   d->length = len; // flags stay: a chain must still end where the peer ended it
 }
 
+// The slot an rx queue's producer publishes up to.
+static inline uint16_t
+memifgo_rx_last (const memifgo_guard_t *g, const memifgo_q_t *q)
+{
+  return g->master ? *memifgo_head (q) : *memifgo_tail (g, q);
+}
+
 // Before memif_rx_burst: how many slots it may read. libmemif indexes its
 // region table with each slot's region index, read from shared memory; no
 // check here could stop a peer rewriting it just after, so the table itself
@@ -390,8 +397,7 @@ memifgo_rx_pre (const memifgo_guard_t *g, memifgo_q_t *q, uint16_t count)
 {
   if (!q->ring)
     return count;
-  uint16_t last = g->master ? *memifgo_head (q) : *memifgo_tail (g, q);
-  uint16_t avail = last - q->cur, i;
+  uint16_t avail = memifgo_rx_last (g, q) - q->cur, i;
   // A producer publishes only slots given back to it (up to rel + the
   // ring): an index beyond that would hand out slots we still hold.
   uint32_t room = q->mask + 1u - (uint16_t) (q->cur - q->rel);
@@ -434,12 +440,15 @@ memifgo_mark_drop (const memifgo_guard_t *g, memifgo_q_t *q, uint16_t slot)
 // After memif_rx_burst returned rx buffers: drop the bad ones with the rest
 // of their packet, compact the batch, and remember the dropped slots so the
 // caller's refill count (of buffers it got) still gives them back. Returns
-// the buffers kept.
+// the buffers kept. *cut is set when the packet dropped is the one open on
+// entry: its start went to the caller in an earlier burst, and the caller
+// must drop that too (else it joins it to the next packet).
 static inline uint16_t
 memifgo_rx_post (const memifgo_guard_t *g, memifgo_q_t *q, memif_buffer_t *b,
-		 uint16_t rx)
+		 uint16_t rx, int *cut)
 {
   uint32_t bad = q->chain, i;
+  *cut = 0;
   if (memifgo_bad_batch (g, b, rx)) // fast path: all good
     for (i = 0; i < rx; i++)
       bad |= memifgo_bad_buf (g, &b[i]);
@@ -448,6 +457,7 @@ memifgo_rx_post (const memifgo_guard_t *g, memifgo_q_t *q, memif_buffer_t *b,
     {
       uint16_t k = 0, start = 0;
       int drop = q->chain, inchain = q->open;
+      int cont = q->open && !q->chain; // the first packet began earlier
       for (i = 0; i < rx; i++)
 	{
 	  // A packet of one empty buffer (how a peer gives back unsent tx
@@ -460,6 +470,7 @@ memifgo_rx_post (const memifgo_guard_t *g, memifgo_q_t *q, memif_buffer_t *b,
 	  q->empty += alone;
 	  if (badi && !drop)
 	    { // forget the part of this packet kept so far
+	      *cut |= cont;
 	      for (uint16_t j = start; j < k; j++)
 		memifgo_mark_drop (g, q, b[j].desc_index);
 	      k = start;
@@ -474,6 +485,7 @@ memifgo_rx_post (const memifgo_guard_t *g, memifgo_q_t *q, memif_buffer_t *b,
 	    {
 	      drop = 0;
 	      start = k;
+	      cont = 0;
 	    }
 	}
       q->chain = drop;
@@ -483,6 +495,21 @@ memifgo_rx_post (const memifgo_guard_t *g, memifgo_q_t *q, memif_buffer_t *b,
   if (rx)
     q->open = (b[rx - 1].flags & MEMIF_BUFFER_FLAG_NEXT) != 0;
   return rx;
+}
+
+// memif_rx_burst under the guard, the receive every rx path but CopyRx's
+// takes: at most count buffers into b, checked before (rx_pre) and after
+// (rx_post); *rx the buffers kept, *cut as rx_post's.
+static inline int
+memifgo_rx_take (uintptr_t conn, const memifgo_guard_t *g, memifgo_q_t *q,
+		 uint16_t qid, memif_buffer_t *b, uint16_t count, uint16_t *rx,
+		 int *cut)
+{
+  uint16_t n = 0;
+  int err = memif_rx_burst ((void *) conn, qid, b,
+			    memifgo_rx_pre (g, q, count), &n);
+  *rx = memifgo_rx_post (g, q, b, n, cut);
+  return err;
 }
 
 // Give slots back: a slave through memif_refill_queue; a master by moving
@@ -695,11 +722,17 @@ memifgo_tx_pre (const memifgo_guard_t *g, memifgo_q_t *q, uint32_t need,
 }
 
 // Whether every slot of the tx ring is free for allocation now (0: the
-// ring is unknown).
+// ring is unknown). A ring of 65536 slots cannot say so in 16-bit indices
+// (all free reads as none), and never needs to: libmemif rings have at
+// most 2^14 slots (memif_create refuses more, a slave takes the smaller of
+// its own and the master's limit, and the loop's guard refuses a peer's
+// ring above 2^14 before libmemif reads it); and even there every packet
+// memif can carry (65535 bytes, buffers of a byte or more) fits the ring,
+// so Forward's oversize drop never waits on this answer.
 static inline int
 memifgo_tx_all_free (const memifgo_guard_t *g, const memifgo_q_t *q)
 {
-  if (!q->ring || q->mask == 0xffff) // 65536 free would read as 0
+  if (!q->ring || q->mask == 0xffff)
     return 0;
   uint16_t room = g->master ? *memifgo_head (q) - q->cur
 			    : *memifgo_tail (g, q) + q->mask + 1 - q->cur;
@@ -949,7 +982,12 @@ memifgo_tx_flush (uintptr_t conn, const memifgo_guard_t *g, memifgo_q_t *q,
 }
 
 // memif_tx_burst under the guard: checked, flushed on rejection. seq: the
-// caller already found b[i].desc_index == rel + i for every i.
+// caller knows b[i].desc_index == rel + i for every i: it checked them, or
+// it flushed the queue (cur == rel) and filled b itself, in order, from
+// memifgo_alloc calls (libmemif hands out slots from next_buf on, which
+// cur mirrors), as Forward and CopyTx do. b is the caller's C memory, not
+// shared: no peer can change it; a user goroutine racing on it (a data
+// race) meets libmemif's own per-buffer index check, masked to the ring.
 static inline int
 memifgo_send_in (uintptr_t conn, const memifgo_guard_t *g, memifgo_q_t *q,
 		 uint16_t qid, memif_buffer_t *b, uint16_t count, uint16_t *tx,

@@ -307,8 +307,10 @@ func (e *Endpoint) report(err error) {
 func (e *Endpoint) counters(qid int) *queueCounters {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return nth(&e.stats, qid)
+	return e.countersLocked(qid)
 }
+
+func (e *Endpoint) countersLocked(qid int) *queueCounters { return nth(&e.stats, qid) }
 
 // nth returns (*s)[i], growing *s with new values up to i.
 func nth[T any](s *[]*T, i int) *T {

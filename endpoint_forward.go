@@ -43,14 +43,15 @@ func (q *Queue) Forward(ctx context.Context, to *Endpoint, txq int, wait time.Du
 			return 0, drops, err
 		}
 	}
-	tst := to.counters(txq)
-	q.fwdTo = tst
+	t, _ := q.target(to, txq)
+	tst := t.st
 	foreign := ctx.Done() != q.sess.ctx.Done()
 	full, slices := false, 0
 	var deadline time.Time
 	for {
-		l, up := to.Link()
-		if !up || txq >= l.TxQueues {
+		t, fresh := q.target(to, txq)
+		l := t.link
+		if l == nil || txq >= l.TxQueues {
 			if k := q.fwdDrop(&tst.dropLinkDown); k > 0 || sent > 0 {
 				drops.LinkDown += k
 				return sent, drops, nil
@@ -60,7 +61,7 @@ func (q *Queue) Forward(ctx context.Context, to *Endpoint, txq int, wait time.Du
 			}
 			continue // forwarded if to came up meanwhile, else dropped
 		}
-		s := to.sender(txq)
+		s := t.s
 		s.mu.Lock()
 		if s.bufs == nil || s.bufs.Cap() < l.TxRingSize {
 			if s.bufs != nil {
@@ -105,6 +106,11 @@ func (q *Queue) Forward(ctx context.Context, to *Endpoint, txq int, wait time.Du
 			var fe *ForwardError
 			if errors.As(ferr, &fe) && fe.Tx && errors.Is(ferr, ErrDisconnected) {
 				drops.LinkDown += q.fwdDrop(&tst.dropLinkDown) // to went down
+				t.link = nil                                   // read it again
+				continue
+			}
+			if fe != nil && fe.Tx && !fresh { // to's link as kept: read it again first (to closed?)
+				t.link = nil
 				continue
 			}
 			if e := q.sess.ctx.Err(); e != nil {
@@ -185,12 +191,49 @@ func (q *Queue) fwdDrop(ctr *atomic.Uint64) uint64 {
 	return uint64(k)
 }
 
+// fwdTarget is what Queue.Forward needs of its target's tx queue, kept
+// from burst to burst so that a burst takes no lock of the target's: the
+// counters and the Send scratch live as long as the Endpoint; the link is
+// the one of session sess, checked per burst with one atomic load.
+type fwdTarget struct {
+	ep   *Endpoint
+	txq  int
+	sess uint64         // ep.sessions when link was read
+	link *Link          // nil: the target was down (read again each burst)
+	st   *queueCounters // the queue's counters
+	s    *sender        // its Send scratch, which Forward shares
+}
+
+// target returns Forward's target, read again (under the target's lock,
+// once; fresh) when it is another queue, was down, or has had a new
+// session since. A link that went down without a new session is seen by
+// the burst (an error on B's side), which clears link.
+func (q *Queue) target(to *Endpoint, txq int) (t *fwdTarget, fresh bool) {
+	t = &q.fwdTo
+	if t.ep != to || t.txq != txq || t.link == nil || t.sess != to.sessions.Load() {
+		*t = to.txTarget(txq)
+		fresh = true
+	}
+	return t, fresh
+}
+
+// txTarget reads Forward's target tx queue qid under one lock. The link and
+// the session count are read together: a connect counts its session
+// before it publishes its link, and the link before it was cleared by then,
+// so a link is never paired with a later session's count.
+func (e *Endpoint) txTarget(qid int) fwdTarget {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return fwdTarget{ep: e, txq: qid, sess: e.sessions.Load(), link: e.link,
+		st: e.countersLocked(qid), s: e.senderLocked(qid)}
+}
+
 // fwdDown is the LinkDown counter of Forward's last target, if any.
 func (q *Queue) fwdDown() *atomic.Uint64 {
-	if q.fwdTo == nil {
+	if q.fwdTo.st == nil {
 		return nil
 	}
-	return &q.fwdTo.dropLinkDown
+	return &q.fwdTo.st.dropLinkDown
 }
 
 // receiveDown waits for the next burst while the target is down and hands

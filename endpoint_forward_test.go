@@ -4,6 +4,7 @@ package memif
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,6 +19,39 @@ func forwardTo(to *atomic.Pointer[Endpoint], wait time.Duration) Handler {
 		for {
 			if _, _, err := q.Forward(ctx, to.Load(), q.ID(), wait); err != nil {
 				return err
+			}
+		}
+	}
+}
+
+// forwardingEndpoint runs A, a master on pathA forwarding each queue to
+// the same queue of *b (the caller's to set, on pathB) with wait.
+func forwardingEndpoint(t *testing.T, wait time.Duration) (a *Endpoint, b *atomic.Pointer[Endpoint], pathA, pathB string) {
+	pathA, pathB = testSocketPath(t), testSocketPath(t)
+	b = new(atomic.Pointer[Endpoint])
+	a = newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathA}, Conn: ConnArgs{IsMaster: true}},
+		forwardTo(b, wait))
+	return a, b, pathA, pathB
+}
+
+// verifying is a handler that checks every packet it receives and hands
+// its sequence number to seen; it ends with the link, or at the first bad
+// packet or error of seen, which it returns.
+func verifying(seen func(seq uint64) error) Handler {
+	return func(ctx context.Context, q *Queue) error {
+		for {
+			n, err := q.Receive(ctx)
+			if err != nil {
+				return nil
+			}
+			for i := range n {
+				_, seq, err := checkPacket(q.Rx().Data(i))
+				if err == nil {
+					err = seen(seq)
+				}
+				if err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -67,10 +101,7 @@ func TestEndpointForwardHairpin(t *testing.T) {
 // for the wait, then are dropped and counted (RingFull); none vanish.
 func TestEndpointForwardRingFull(t *testing.T) {
 	const count = 2000
-	pathA, pathB := testSocketPath(t), testSocketPath(t)
-	var b atomic.Pointer[Endpoint]
-	a := newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathA}, Conn: ConnArgs{IsMaster: true}},
-		forwardTo(&b, 5*time.Millisecond))
+	a, b, pathA, pathB := forwardingEndpoint(t, 5*time.Millisecond)
 	b.Store(newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathB}, Conn: ConnArgs{IsMaster: true}},
 		func(ctx context.Context, q *Queue) error { <-ctx.Done(); return nil }))
 	// B's peer never receives.
@@ -110,29 +141,12 @@ func TestEndpointForwardRingFull(t *testing.T) {
 // queue's Drops.Oversize, and forwards the packets around it in order.
 func TestEndpointForwardOversize(t *testing.T) {
 	const count = 20
-	pathA, pathB := testSocketPath(t), testSocketPath(t)
-	var b atomic.Pointer[Endpoint]
-	a := newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathA}, Conn: ConnArgs{IsMaster: true}},
-		forwardTo(&b, -1))
+	a, b, pathA, pathB := forwardingEndpoint(t, -1)
 	got := make(chan uint64, count)
 	b.Store(newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathB}, Conn: ConnArgs{Log2RingSize: 4}},
 		func(ctx context.Context, q *Queue) error { <-ctx.Done(); return nil }))
 	newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathB}, Conn: ConnArgs{IsMaster: true}},
-		func(ctx context.Context, q *Queue) error {
-			for {
-				n, err := q.Receive(ctx)
-				if err != nil {
-					return nil
-				}
-				for i := range n {
-					_, seq, err := checkPacket(q.Rx().Data(i))
-					if err != nil {
-						return err
-					}
-					got <- seq
-				}
-			}
-		})
+		verifying(func(seq uint64) error { got <- seq; return nil }))
 	waitUp(t, b.Load(), 5*time.Second)
 	newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathA}},
 		func(ctx context.Context, q *Queue) error {
@@ -166,4 +180,171 @@ func TestEndpointForwardOversize(t *testing.T) {
 	})
 	assert.Equal(t, uint64(17), a.Stats()[0].Drops.Oversize, "its 17 buffers of 2048 bytes on A")
 	assert.Equal(t, uint64(count-1), a.Stats()[0].RxPackets)
+}
+
+// Queue.Forward takes no lock of its target per burst: it reads the target
+// once and then checks its session with an atomic load. A hairpin keeps
+// forwarding, every packet verified, while the test holds the target's lock.
+func TestEndpointForwardNoTargetLock(t *testing.T) {
+	path := testSocketPath(t)
+	var self atomic.Pointer[Endpoint]
+	master := newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: path}, Conn: ConnArgs{IsMaster: true}},
+		forwardTo(&self, -1))
+	self.Store(master)
+	locked := make(chan struct{})
+	results := make(chan error, 2)
+	newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: path}, Conn: ConnArgs{Log2RingSize: 8}},
+		func(ctx context.Context, q *Queue) error {
+			results <- pingStream(ctx, q, 100, 64, 32) // Forward has read its target
+			select {
+			case <-locked:
+			case <-ctx.Done():
+				return nil
+			}
+			results <- pingStream(ctx, q, 2000, 1500, 32)
+			<-ctx.Done()
+			return nil
+		})
+	wait := func(what string) error {
+		select {
+		case err := <-results:
+			return err
+		case <-time.After(10 * time.Second):
+			return fmt.Errorf("%s: not done within 10s", what)
+		}
+	}
+	require.NoError(t, wait("first stream"))
+	master.mu.Lock()
+	close(locked)
+	err := wait("stream with the target's lock held")
+	master.mu.Unlock()
+	require.NoError(t, err)
+	st := master.Stats()[0]
+	assert.Equal(t, uint64(2100), st.RxPackets)
+	assert.Equal(t, uint64(2100), st.TxPackets)
+	assert.Zero(t, st.Drops)
+}
+
+// The target's link cycles while Queue.Forward runs (its cached target
+// follows each new session): every packet is sent into one of the
+// target's sessions or dropped as LinkDown, none twice; what the target's
+// peers receive verifies, in order.
+func TestEndpointForwardTargetCycles(t *testing.T) {
+	const cycles = 4
+	a, b, pathA, pathB := forwardingEndpoint(t, -1)
+	b.Store(newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathB}, Conn: ConnArgs{IsMaster: true}},
+		func(ctx context.Context, q *Queue) error { <-ctx.Done(); return nil }))
+	var got atomic.Uint64
+	last := int64(-1) // the receiving handlers run one at a time
+	bad := make(chan error, 1)
+	receiver := verifying(func(seq uint64) error {
+		if int64(seq) <= last {
+			err := fmt.Errorf("seq %d after %d", seq, last)
+			select {
+			case bad <- err:
+			default:
+			}
+			return err
+		}
+		last = int64(seq)
+		got.Add(1)
+		return nil
+	})
+	stop := make(chan struct{})
+	var sent atomic.Uint64
+	newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathA}, Conn: ConnArgs{Log2RingSize: 10}},
+		func(ctx context.Context, q *Queue) error {
+			for seq := uint64(0); ; {
+				select {
+				case <-stop:
+					<-ctx.Done()
+					return nil
+				default:
+				}
+				for range 32 {
+					fillPacket(q.Stage(100), 1, seq)
+					seq++
+				}
+				n, err := q.Flush(ctx)
+				sent.Add(uint64(n))
+				if err != nil {
+					return nil
+				}
+			}
+		})
+	for i := range cycles + 1 {
+		peer, err := NewEndpoint(EndpointConfig{Socket: SocketArgs{Path: pathB}, Conn: ConnArgs{Log2RingSize: 8}}, receiver)
+		require.NoError(t, err)
+		ran := make(chan error, 1)
+		go func() { ran <- peer.Run(context.Background()) }()
+		from := got.Load()
+		waitFor(t, 10*time.Second, "packets through the target's new session", func() bool { return got.Load() > from+1000 })
+		if i == cycles {
+			close(stop) // the last session stays up to the end
+			waitFor(t, 20*time.Second, "every packet sent or dropped", func() bool {
+				s := b.Load().Stats()[0]
+				return s.TxPackets+s.Drops.LinkDown == sent.Load()
+			})
+		}
+		require.NoError(t, peer.Close())
+		select {
+		case err := <-ran:
+			require.NoError(t, err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("the target's peer did not stop within 10s")
+		}
+	}
+	select {
+	case err := <-bad:
+		t.Fatal(err)
+	default:
+	}
+	s := b.Load().Stats()[0]
+	assert.Equal(t, uint64(cycles+1), b.Load().Sessions())
+	assert.Equal(t, sent.Load(), s.TxPackets+s.Drops.LinkDown)
+	assert.LessOrEqual(t, got.Load(), s.TxPackets, "a session's ring may hold packets its peer never read")
+	assert.Equal(t, a.Stats()[0].RxPackets, s.TxPackets)
+	assert.Zero(t, s.Drops.RingFull)
+	assert.Zero(t, a.Stats()[0].Drops)
+}
+
+// The target Endpoint closed under a running Queue.Forward: what arrives
+// after is dropped as the target's LinkDown, every packet counted, and the
+// forwarding handler goes on (no error) as with a target that went down.
+func TestEndpointForwardTargetClosed(t *testing.T) {
+	const count = 300
+	a, b, pathA, pathB := forwardingEndpoint(t, -1)
+	b.Store(newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathB}, Conn: ConnArgs{IsMaster: true}},
+		func(ctx context.Context, q *Queue) error { <-ctx.Done(); return nil }))
+	var got atomic.Uint64
+	newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathB}}, verifying(func(uint64) error { got.Add(1); return nil }))
+	waitUp(t, b.Load(), 5*time.Second)
+	send := make(chan uint64)
+	newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathA}}, func(ctx context.Context, q *Queue) error {
+		for seq := uint64(0); ; {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-send:
+			}
+			for range count {
+				fillPacket(q.Stage(100), 1, seq)
+				seq++
+			}
+			if _, err := q.Flush(ctx); err != nil {
+				return err
+			}
+		}
+	})
+	waitUp(t, a, 5*time.Second)
+	send <- 0
+	waitFor(t, 10*time.Second, "the first packets through", func() bool { return got.Load() == count })
+	require.NoError(t, b.Load().Close())
+	send <- 0
+	waitFor(t, 10*time.Second, "the next packets dropped as LinkDown", func() bool {
+		return b.Load().Stats()[0].Drops.LinkDown == count
+	})
+	assert.Equal(t, uint64(count), b.Load().Stats()[0].TxPackets)
+	assert.Equal(t, uint64(count), a.Stats()[0].RxPackets)
+	assert.Zero(t, a.Stats()[0].HandlerErrors)
 }

@@ -43,10 +43,54 @@ var ErrPartialChain = errors.New("memif: chained packet continues in the next Co
 // (DescriptorStats).
 var ErrOversizedBuffer = errors.New("memif: peer buffer beyond the buffer size or outside its region, packet dropped")
 
-var (
-	errPartialChain = &Error{Op: opNameCopyRx, Err: ErrPartialChain}
-	errOversized    = &Error{Op: opNameCopyRx, Err: ErrOversizedBuffer}
+// ErrChainCut reports that CopyRx dropped the rest of the chain whose start
+// the previous CopyRx returned (with ErrPartialChain): a buffer of it failed
+// the descriptor checks (so it comes with ErrOversizedBuffer). Discard that
+// start: this call's first packet is a new one.
+var ErrChainCut = errors.New("memif: the rest of the partial chain was dropped, discard its start")
+
+// rxCond is what CopyRx reports about the packets it returned: one or more
+// of ErrOversizedBuffer, ErrChainCut and ErrPartialChain, each matched by
+// errors.Is (they can come together).
+type rxCond uint8
+
+const (
+	rxBig rxCond = 1 << iota
+	rxCut
+	rxPartial
 )
+
+var rxConds = [...]error{ErrOversizedBuffer, ErrChainCut, ErrPartialChain}
+
+func (c rxCond) Error() string {
+	msg := ""
+	for i, e := range rxConds {
+		if c&(1<<i) != 0 {
+			if msg != "" {
+				msg += "; "
+			}
+			msg += e.Error()
+		}
+	}
+	return msg
+}
+
+func (c rxCond) Is(target error) bool {
+	for i, e := range rxConds {
+		if c&(1<<i) != 0 && target == e {
+			return true
+		}
+	}
+	return false
+}
+
+// copyRxErrs holds CopyRx's error for every rxCond, prebuilt.
+var copyRxErrs = func() (t [rxPartial << 1]*Error) {
+	for c := range t[1:] {
+		t[c+1] = &Error{Op: opNameCopyRx, Err: rxCond(c + 1)}
+	}
+	return t
+}()
 
 // Bits of a fused result (MEMIFGO_FP in cgo_helpers.h).
 const (
@@ -54,6 +98,7 @@ const (
 	fpMore    = C.MEMIFGO_FP_MORE
 	fpPartial = C.MEMIFGO_FP_PARTIAL
 	fpBig     = C.MEMIFGO_FP_BIG
+	fpCut     = C.MEMIFGO_FP_CUT
 	fpBadLen  = C.MEMIFGO_EBADLEN
 	fpBadPkt  = C.MEMIFGO_EBADPKT
 	fpBatch   = C.MEMIFGO_EBATCH
@@ -201,9 +246,10 @@ func (c *Conn) CopyTx(qid uint16, bufs *Buffers, data []byte, offs []int32) (n i
 //
 // Chains are reassembled. If the last packet's chain cannot complete (dst
 // is full, or the peer has not published the rest yet) its start is packet
-// n-1 and err is ErrPartialChain: append the next call's first packet to it.
-// A packet the peer wrote beyond its buffer size is dropped with
-// ErrOversizedBuffer. CopyRxWait also waits for packets, inside C.
+// n-1 and err is ErrPartialChain: append the next call's first packet to it,
+// unless that call's err is also ErrChainCut (the rest was dropped: discard
+// the start). A packet the peer wrote beyond its buffer size is dropped with
+// ErrOversizedBuffer. These can come together: test each with errors.Is. CopyRxWait also waits for packets, inside C.
 func (c *Conn) CopyRx(qid uint16, bufs *Buffers, dst []byte, offs []int32) (n int, more bool, err error) {
 	return c.copyRx(qid, bufs, dst, offs, 0, false)
 }
@@ -244,13 +290,21 @@ func (c *Conn) copyRx(qid uint16, bufs *Buffers, dst []byte, offs []int32, spin 
 	}
 	n, _, code, flags := unpackFP(r)
 	more = flags&(fpMore|fpPartial) != 0
-	switch {
-	case code != 0:
+	if code != 0 {
 		return n, more, hotErr(opRefillRx, code)
-	case flags&fpBig != 0:
-		return n, more, errOversized
-	case flags&fpPartial != 0:
-		return n, more, errPartialChain
+	}
+	var cond rxCond
+	if flags&fpBig != 0 {
+		cond |= rxBig
+	}
+	if flags&fpCut != 0 {
+		cond |= rxCut
+	}
+	if flags&fpPartial != 0 {
+		cond |= rxPartial
+	}
+	if cond != 0 {
+		return n, more, copyRxErrs[cond]
 	}
 	return n, more, nil
 }

@@ -120,11 +120,14 @@ const (
 // why; with B down (ErrDisconnected, Tx true) nothing was received and
 // the pending packets wait for B's next link or ForwardDrop.
 //
-// Locking: A's rx queue, then B's tx queue, as RxBurst and TxBurst lock
-// them. Rx locks are never taken while holding a tx lock (link.lockAll
-// takes every rx lock before any tx lock), so forwarders in opposite
-// directions, A to B and B to A, cannot deadlock: whoever holds a tx lock
-// waits for nothing but higher tx locks.
+// Locking: none on the common path. As RxBurst and TxBurst, Forward runs as
+// the owner of A's rx queue and B's tx queue (own.h), which the calling
+// thread stays after its first call. A call that must claim them (the
+// first on a thread, or after another thread used either) takes both
+// queues' mutexes in the one order every path takes queue mutexes in (by
+// link, then within a link rx queues before tx queues by index, as a
+// disconnect's link.lockAll), so forwarders in opposite directions, A to B
+// and B to A, and disconnects of either link never wait in a cycle.
 func (c *Conn) Forward(rxq uint16, to *Conn, txq uint16, rx, tx *Buffers) (pkts, dropped int, more bool, err error) {
 	return c.forward(rxq, to, txq, rx, tx, 0, false, false)
 }

@@ -79,6 +79,22 @@ memifgo_fwd_copy (const memif_buffer_t *s, uint32_t *si, uint32_t send,
   *di = j + 1;
 }
 
+// The guard dropped the rest of the chain open at the end of rb[0:pend]
+// (a bad buffer in it): drop its start too, counted, and move the rx
+// buffers received after it down. Returns the buffers kept.
+static inline uint32_t
+memifgo_fwd_cut (const memifgo_guard_t *g, memifgo_q_t *q, memif_buffer_t *rb,
+		 uint32_t pend, uint32_t rx)
+{
+  uint32_t s = pend;
+  while (s > 0 && (rb[s - 1].flags & MEMIF_BUFFER_FLAG_NEXT))
+    s--;
+  for (uint32_t j = s; j < pend; j++)
+    memifgo_mark_drop (g, q, rb[j].desc_index);
+  memmove (rb + s, rb + pend, rx * sizeof (*rb));
+  return s + rx;
+}
+
 // rb holds pend buffers left from the previous call (A's, received, not
 // refilled) and room for rcap in all; tb is B's scratch of tcap
 // descriptors; seg bounds B's segments as in memifgo_copy_tx (0: tb holds
@@ -106,11 +122,14 @@ memifgo_forward_in (uintptr_t ca, uintptr_t ga_, uint16_t qa, uint16_t headroom,
   // 1. Top the batch up from A's ring.
   if (pend < rcap)
     {
-      uint16_t rx = 0;
-      k = rcap - pend;
-      rerr = memif_rx_burst ((void *) ca, qa, rb + pend,
-			     memifgo_rx_pre (ga, qra, (uint16_t) k), &rx);
-      pend += memifgo_rx_post (ga, qra, rb + pend, rx);
+      uint16_t rx;
+      int cut;
+      rerr = memifgo_rx_take (ca, ga, qra, qa, rb + pend,
+			      (uint16_t) (rcap - pend), &rx, &cut);
+      if (MEMIFGO_UNLIKELY (cut))
+	pend = memifgo_fwd_cut (ga, qra, rb, pend, rx);
+      else
+	pend += rx;
       if (rerr == MEMIF_ERR_NOBUF)
 	{
 	  rerr = MEMIF_ERR_SUCCESS;
@@ -202,7 +221,8 @@ memifgo_forward_in (uintptr_t ca, uintptr_t ga_, uint16_t qa, uint16_t headroom,
   if (nb)
     {
       uint16_t tx = 0;
-      int err = memifgo_send (cb, gb, qtb, qb, tb, (uint16_t) nb, &tx);
+      // tb[0:nb] is in ring order from rel (memifgo_send_in): no check.
+      int err = memifgo_send_in (cb, gb, qtb, qb, tb, (uint16_t) nb, &tx, 1);
       for (k = 0; k < tx; k++)
 	sent += !(tb[k].flags & MEMIF_BUFFER_FLAG_NEXT);
       if (err != MEMIF_ERR_SUCCESS

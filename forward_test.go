@@ -325,16 +325,18 @@ func TestForwardDropAfterADown(t *testing.T) {
 	assert.Zero(t, f.rx.Pending())
 }
 
-// A hostile peer of A: its bad descriptors are dropped and counted (in
-// DescriptorStats and Forward's dropped), the packets around them forwarded.
-func TestForwardHostileRx(t *testing.T) {
-	p := hostilePair(t)
+// hostileForward forwards from a hostile pair's slave (A; the test plays
+// its master with s) to another pair's master (B), whose slave r receives
+// and verifies. pass forwards want more packets; flowFwd sends, forwards
+// and verifies rounds of 8 packets, chains among them.
+func hostileForward(t *testing.T) (p *pair, s *ringSender, f *forwarder, r *receiver, pass, flowFwd func(int)) {
+	p = hostilePair(t)
 	args := ConnArgs{BufferSize: 1024, Log2RingSize: 10}
 	p2 := connectPair(t, args, args)
-	s := newSender(t, p.master)
-	f := newForwarder(t, p.slave, p2.master, 64, 1024)
-	r := newReceiver(t, p2.slave)
-	pass := func(want int) {
+	s = newSender(t, p.master)
+	f = newForwarder(t, p.slave, p2.master, 64, 1024)
+	r = newReceiver(t, p2.slave)
+	pass = func(want int) {
 		t.Helper()
 		target := f.sent + want
 		deadline := time.Now().Add(5 * time.Second)
@@ -344,13 +346,21 @@ func TestForwardHostileRx(t *testing.T) {
 			require.NoError(t, err)
 		}
 	}
-	flowFwd := func(rounds int) {
+	flowFwd = func(rounds int) {
+		t.Helper()
 		for range rounds {
 			seqs, _ := s.send(64, 100, 1500, 3000, 64, 700, 2048, 5000)
 			pass(len(seqs))
 			require.Equal(t, seqs, r.recv(len(seqs)))
 		}
 	}
+	return p, s, f, r, pass, flowFwd
+}
+
+// A hostile peer of A: its bad descriptors are dropped and counted (in
+// DescriptorStats and Forward's dropped), the packets around them forwarded.
+func TestForwardHostileRx(t *testing.T) {
+	p, s, f, r, pass, flowFwd := hostileForward(t)
 	flowFwd(2)
 	var drops uint64
 	for _, a := range attacks {

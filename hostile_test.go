@@ -124,6 +124,15 @@ func TestHostileSlaveAgainstMaster(t *testing.T) {
 			region(t, p)
 			p.Msg(ringMsg(true, 0, 0, 0, 255), eventFD(t))
 		}},
+		// 2^16 slots: full and empty read alike in 16-bit ring indices.
+		{"log2 ring size 16", true, func(t *testing.T, p *rawPeer) {
+			region(t, p)
+			p.Msg(ringMsg(true, 0, 0, 0, 16), eventFD(t))
+		}},
+		{"log2 ring size 15", true, func(t *testing.T, p *rawPeer) {
+			region(t, p)
+			p.Msg(ringMsg(true, 0, 0, 0, 15), eventFD(t))
+		}},
 		{"ring with a private header", true, func(t *testing.T, p *rawPeer) {
 			region(t, p)
 			p.Msg(ringMsg(true, 0, 0, 0, 10).U16(13, 64), eventFD(t))

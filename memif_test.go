@@ -243,6 +243,8 @@ func TestInvalidArguments(t *testing.T) {
 	assertArgErr(t, err, "secret")
 	_, err = Create(&ConnArgs{Socket: s, Log2RingSize: 15})
 	assertArgErr(t, err, "log2 ring size")
+	_, err = Create(&ConnArgs{Socket: s, Log2RingSize: 16}) // 2^16 slots: see memifgo_tx_all_free
+	assertArgErr(t, err, "log2 ring size")
 	_, err = Create(&ConnArgs{Socket: s, Mode: 3})
 	assertArgErr(t, err, "mode")
 	_, err = NewBuffers(0)

@@ -27,13 +27,13 @@ type Queue struct {
 	held int      // buffers of rx still lent to the handler (refilled by the next Receive)
 	w    *waiter  // nil in WaitPoll mode
 
-	tx    *Buffers       // descriptor scratch for Flush, a whole ring
-	ztx   *Buffers       // zero-copy tx batch (Alloc, Send), made on first use
-	rxAt  []*Buffers     // rxAt[i] is Rx() from i on (Echo), made on first use
-	fwd   *Buffers       // Forward's rx batch (its pending packets), made on first use
-	fwdTo *queueCounters // the counters of Forward's last target queue
-	data  []byte         // staged packets, back to back
-	offs  []int32        // packet i is data[offs[i]:offs[i+1]]
+	tx    *Buffers   // descriptor scratch for Flush, a whole ring
+	ztx   *Buffers   // zero-copy tx batch (Alloc, Send), made on first use
+	rxAt  []*Buffers // rxAt[i] is Rx() from i on (Echo), made on first use
+	fwd   *Buffers   // Forward's rx batch (its pending packets), made on first use
+	fwdTo fwdTarget  // Forward's last target queue
+	data  []byte     // staged packets, back to back
+	offs  []int32    // packet i is data[offs[i]:offs[i+1]]
 }
 
 var (
@@ -50,7 +50,8 @@ func (q *Queue) Link() Link { return q.sess.link }
 // Receive gives back the previous batch and waits (per the Endpoint's
 // WaitMode) for the next: n buffers in Rx(), at least one (on a queue id
 // the peer gave no rx queue, it only waits for the end). A packet longer
-// than the buffer size arrives as a chain (Rx().HasNext). It returns
+// than the buffer size arrives as a chain (Rx().HasNext; Rx().ChainCut:
+// the guard dropped the rest of one the last batch ended in). It returns
 // ctx's error when ctx ends, and the link's ended context's error when the
 // link goes down.
 func (q *Queue) Receive(ctx context.Context) (n int, err error) { return q.receive(ctx, true) }
@@ -77,7 +78,7 @@ func (q *Queue) receive(ctx context.Context, count bool) (n int, err error) {
 	// before its last look at the ring, so the park after it loses no
 	// wake-up. WaitPoll (a thread of its own) waits SpinTime per call and
 	// checks its contexts in between; WaitInterrupt does not spin.
-	slices := 0
+	slices, cut := 0, false
 	for {
 		spin, noarm := time.Duration(0), false
 		switch q.mode {
@@ -95,7 +96,9 @@ func (q *Queue) receive(ctx context.Context, count bool) (n int, err error) {
 			return 0, err
 		}
 		q.held = n
+		cut = cut || q.rx.ChainCut() // over the empty bursts of this wait
 		if n > 0 {
+			q.rx.meta.cut = cut
 			if count {
 				q.countRx(n)
 			}

@@ -96,8 +96,9 @@ func (r *RxReader) SetRecheck(d time.Duration) {
 // goes down.
 func (r *RxReader) SetTimeout(d time.Duration) { r.timeout = d }
 
-// Drops counts packets the reader discarded: chains longer than MaxPacket
-// and chains cut by a link going down.
+// Drops counts packets the reader discarded: chains longer than MaxPacket,
+// chains cut by a link going down, and chains whose rest the descriptor
+// guard dropped (Buffers.ChainCut).
 func (r *RxReader) Drops() uint64 { return r.drops }
 
 // Next returns the next packet on the queue, waiting for one (see
@@ -126,6 +127,10 @@ func (r *RxReader) Next() ([]byte, error) {
 		spin, noarm := waitSlice(DefaultSpinTime, slices)
 		n, _, err := r.c.refillRxWait(r.qid, r.n, r.headroom, r.b, r.b.Cap(), spin, noarm)
 		r.n, r.i = n, 0
+		if r.b.ChainCut() && r.partial { // the guard dropped its rest
+			r.drops++
+			r.partial, r.oversize = false, false
+		}
 		if err != nil {
 			r.lost()
 			return nil, err

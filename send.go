@@ -61,8 +61,10 @@ func (e *Endpoint) Send(ctx context.Context, qid int, data []byte, offs []int32,
 func (e *Endpoint) sender(qid int) *sender {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return nth(&e.senders, qid)
+	return e.senderLocked(qid)
 }
+
+func (e *Endpoint) senderLocked(qid int) *sender { return nth(&e.senders, qid) }
 
 // freeSenders releases Send's scratch once nothing can send any more.
 func (e *Endpoint) freeSenders() {

@@ -83,13 +83,6 @@ memifgo_guard_kick (uintptr_t g_)
 	;
 }
 
-// The slot an rx queue's producer publishes up to.
-static inline uint16_t
-memifgo_rx_last (const memifgo_guard_t *g, const memifgo_q_t *q)
-{
-  return g->master ? *memifgo_head (q) : *memifgo_tail (g, q);
-}
-
 typedef struct
 {
   uint64_t start, end; // ns; start 0: not read yet (no spin), end 0: no spin
@@ -232,12 +225,10 @@ memifgo_refill_rx_wait_in (uintptr_t conn, uintptr_t g_, uint16_t qid,
 	}
       else if (MEMIFGO_UNLIKELY (memifgo_down (g)))
 	return MEMIFGO_PACK (MEMIF_ERR_DISCONNECTED, 0);
-      rx = 0;
-      err = memif_rx_burst ((void *) conn, qid, bufs,
-			    memifgo_rx_pre (g, q, count), &rx);
-      rx = memifgo_rx_post (g, q, bufs, rx);
-      if (rx || (err != MEMIF_ERR_SUCCESS && err != MEMIF_ERR_NOBUF))
-	return MEMIFGO_PACK (err, rx);
+      int cut;
+      err = memifgo_rx_take (conn, g, q, qid, bufs, count, &rx, &cut);
+      if (rx || cut || (err != MEMIF_ERR_SUCCESS && err != MEMIF_ERR_NOBUF))
+	return MEMIFGO_FP (err, cut ? MEMIFGO_FP_CUT : 0, rx, 0);
       if (q->ndrop) // all dropped: their slots go back now
 	{
 	  err = memifgo_refill (conn, g, q, qid, 0, headroom);

@@ -592,6 +592,9 @@ func (r *rxq) step() (n int, err error) {
 	bufs, next, lost, pkts := r.bufs, r.next, r.lost, n
 	if r.chains {
 		pkts = 0
+		if bufs.ChainCut() { // the guard dropped the rest of the chain begun
+			r.cont = false
+		}
 		for i := 0; i < n; i++ {
 			if !r.cont {
 				next, lost = see(bufs.Data(i), next, lost)
@@ -617,7 +620,7 @@ func (r *rxq) stepCopy() (int, error) {
 		return 0, err
 	}
 	dst, offs, first := r.dst, r.offs, 0
-	if r.cont && n > 0 {
+	if r.cont && n > 0 && !errors.Is(err, memif.ErrChainCut) {
 		first = 1 // continues the previous call's partial packet
 	}
 	for i := first; i < n; i++ {

@@ -196,6 +196,9 @@ func (c *capturer) frames(rx *memif.Buffers, n int, st *rxState) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st.srcs = st.srcs[:0]
+	if rx.ChainCut() { // the guard dropped the rest of the chain cut off last time
+		st.part = st.part[:0]
+	}
 	for i := 0; i < n && !c.stop.Load(); {
 		end, size := rx.PacketEnd(i, n)
 		if rx.HasNext(end - 1) { // the chain goes on in the next burst

@@ -198,6 +198,9 @@ func serve(ctx context.Context, q *memif.Queue, cfg config, st *stats) error {
 // for the next one. Views are only read here, before the next Receive.
 func (w *worker) handle(n int) {
 	rx := w.q.Rx()
+	if rx.ChainCut() { // the guard dropped the rest of the chain kept
+		w.chain, w.inChain, w.tooLong = w.chain[:0], false, false
+	}
 	for i := 0; i < n; {
 		end, size := rx.PacketEnd(i, n)
 		frame := rx.Data(i) // one buffer: parsed in place, in shared memory

@@ -163,6 +163,9 @@ func (r *receiver) receive(ctx context.Context, q *memif.Queue) error {
 		now := time.Now().UnixNano()
 		r.first.CompareAndSwap(0, now)
 		r.last.Store(now)
+		if q.Rx().ChainCut() { // the guard dropped the rest of the chain gathered
+			chain = chain[:0]
+		}
 		rx := q.Rx().Batch(n) // checked once for the whole burst
 		var pkts, bytes, corrupt uint64
 		lost, reordered := tr.Lost, tr.Reordered

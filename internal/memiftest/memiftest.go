@@ -122,6 +122,9 @@ func (p *Peer) serve(ctx context.Context, q *memif.Queue) error {
 			return err
 		}
 		rx := q.Rx()
+		if rx.ChainCut() { // the guard dropped the rest of the chain gathered
+			chain = chain[:0]
+		}
 		p.mu.Lock()
 		for i := range n {
 			if chain = append(chain, rx.Data(i)...); rx.HasNext(i) {

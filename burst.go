@@ -79,6 +79,7 @@ func (c *Conn) RxBurst(qid uint16, bufs *Buffers, count int) (n int, more bool, 
 		return C.memifgo_rx_burst(l.h, l.guard, C.uint16_t(qid), batchArg(bufs), C.uint16_t(count), claim)
 	})
 	if err != nil {
+		bufs.meta.cut = false // no receive ran: the last one's cut was reported
 		return 0, false, err
 	}
 	return received(opRx, bufs, l, r)
@@ -119,6 +120,9 @@ func (c *Conn) refillRx(qid uint16, refill int, headroom uint16, bufs *Buffers, 
 	if bufs.meta.session != l {
 		refill = 0 // those buffers belonged to a session that ended; the new one starts full
 	}
+	if wait {
+		q.weigh(spin)
+	}
 	r, err := c.burst(opRefillRx, l, q, func(claim C.int) C.uint64_t {
 		if wait {
 			return C.memifgo_refill_rx_wait(l.h, l.guard, C.uint16_t(qid), C.uint16_t(refill), C.uint16_t(headroom),
@@ -128,6 +132,7 @@ func (c *Conn) refillRx(qid uint16, refill int, headroom uint16, bufs *Buffers, 
 			batchArg(bufs), C.uint16_t(count), claim)
 	})
 	if err != nil {
+		bufs.meta.cut = false // no receive ran: the last one's cut was reported
 		return 0, false, err
 	}
 	return received(opRefillRx, bufs, l, r)

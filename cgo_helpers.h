@@ -63,8 +63,10 @@ memifgo_set_rx_mode (memif_conn_handle_t conn, memif_rx_mode_t mode,
   return err;
 }
 
-// Clear the flag of every rx queue of conn: first thing in on_disconnect,
-// while the eventfds are still open.
+// Clear the flag of every rx queue of conn, while the eventfds are still
+// open: for the C bench twin's on_disconnect, on a connection that was up
+// (memif_get_queue_efd trusts the ring count, which a failed handshake may
+// have set before the queues exist).
 static inline void
 memifgo_unpoll_conn (memif_conn_handle_t conn)
 {
@@ -92,9 +94,16 @@ memifgo_drain_polled (memif_conn_handle_t conn, uint16_t qid)
   uint64_t b;
   if (memif_get_queue_efd (conn, qid, &fd) == MEMIF_ERR_SUCCESS && fd >= 0
       && memifgo_readskip_polled (fd))
-    // One read: the fd was readable, and an eventfd gives its whole count.
-    while (memifgo_read_raw (fd, &b, sizeof (b)) < 0 && errno == EINTR)
-      ;
+    {
+      // One read: the fd was readable, and an eventfd gives its whole count.
+      ssize_t r;
+      while ((r = memifgo_read_raw (fd, &b, sizeof (b))) < 0 && errno == EINTR)
+	;
+      // SetRxMode(Interrupt) may have cleared the flag and the peer signalled
+      // since the look above: that signal is a waiter's, give it back.
+      if (r == sizeof (b) && !memifgo_readskip_polled (fd))
+	(void) !write (fd, &b, sizeof (b));
+    }
 #endif
 }
 
@@ -107,8 +116,11 @@ memifgo_on_connect (memif_conn_handle_t conn, void *ctx)
 static int
 memifgo_on_disconnect (memif_conn_handle_t conn, void *ctx)
 {
-  // Before anything that could fail: libmemif closes the eventfds next.
-  memifgo_unpoll_conn (conn);
+  // The read-skip flags are cleared in Go (link.unpoll, first thing in
+  // downLink): only the fds SetRxMode recorded. memifgo_unpoll_conn would
+  // ask libmemif for every queue's eventfd, and during a failed handshake
+  // libmemif may know the ring count before it allocated the queues
+  // (memif_get_queue_efd then reads through NULL).
   return memifGoOnDisconnect ((uintptr_t) ctx);
 }
 

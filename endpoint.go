@@ -225,6 +225,7 @@ func (e *Endpoint) Close() error {
 	e.mu.Unlock()
 	defer close(e.done)
 	defer e.spare.close() // on a shared Loop, links came up without Run
+	defer e.freeSenders() // and Send or Forward may have made scratch
 	if e.owned {
 		e.closeUnrun()
 		return nil

@@ -78,8 +78,7 @@ func TestEndpointReconnectsBoundMappings(t *testing.T) {
 		go func() { ran <- slave.Run(context.Background()) }()
 		require.NoError(t, within(t, results, 10*time.Second, "cycle %d: echoes", cycle), "cycle %d", cycle)
 		if cycle > 0 { // the new link's packets are in the descriptors now
-			require.Equal(t, 1, old[0].Len())
-			require.Nil(t, old[0].Data(0), "cycle %d: a Batch made before the last link's first burst", cycle)
+			require.Zero(t, old[0].Len(), "cycle %d: a Batch made before the last link's first burst is empty", cycle)
 			require.Positive(t, old[1].Len())
 			require.Nil(t, old[1].Data(0), "cycle %d: a Batch of the last link's last burst", cycle)
 		}

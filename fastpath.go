@@ -275,6 +275,9 @@ func (c *Conn) copyRx(qid uint16, bufs *Buffers, dst []byte, offs []int32, spin 
 	if uint64(len(dst)) < uint64(seg) {
 		return 0, false, argErr(opNameCopyRx, "dst", "%d bytes cannot hold one %d-byte buffer", len(dst), seg)
 	}
+	if wait {
+		q.weigh(spin)
+	}
 	r, err := c.burst(opRefillRx, l, q, func(claim C.int) C.uint64_t {
 		d, dn := (*C.uint8_t)(unsafe.Pointer(&dst[0])), C.uint32_t(min(len(dst), math.MaxInt32))
 		o, on := (*C.int32_t)(unsafe.Pointer(&offs[0])), C.uint32_t(min(len(offs)-1, MaxBurst))

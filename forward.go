@@ -172,6 +172,9 @@ func (c *Conn) forward(rxq uint16, to *Conn, txq uint16, rx, tx *Buffers, spin t
 		}
 	}
 	pend := m.pend
+	if wait {
+		qa.weigh(spin)
+	}
 	res, err := c.burst2(opRefillRx, la, qa, lb, qb, func(claim C.int) C.uint64_t {
 		if wait {
 			return C.memifgo_forward_wait(la.h, la.guard, C.uint16_t(rxq), C.uint16_t(c.args.RxHeadroom),

@@ -15,33 +15,45 @@ import (
 // second and 6 % of a CPU in sysmon alone (BENCHMARKS.md, "Session 5").
 // Yielding a little more often than sysmon's limit keeps it asleep.
 const (
-	paceCheck = 64                   // bursts between two looks at the clock
+	paceCheck = 64                   // burst weights between two looks at the clock
 	paceEvery = 4 * time.Millisecond // yield at least this often, well under 10 ms
+	// paceSlice is one weight of a wait inside C: paceCheck of them fill
+	// paceEvery, so a queue that spins in C looks at the clock in time too.
+	paceSlice = paceEvery / paceCheck
 )
 
 // pacer counts a queue's bursts with plain loads and stores, not an atomic
 // add: the owner thread is the only writer on the hot path (own.h), and a
 // lost count only delays a yield by one check.
 type pacer struct {
-	bursts  atomic.Uint32
-	_       uint32
-	yielded atomic.Int64 // monotonic ns of the last yield
+	bursts  atomic.Uint32 // weighted: 1 per burst, 1 more per paceSlice of wait
+	checked atomic.Uint32 // bursts at the last look at the clock
+	yielded atomic.Int64  // monotonic ns of the last yield
 }
 
 // pace runs after every hot burst: one increment, and every paceCheck
-// bursts a clock read; runtime.Gosched when paceEvery has passed.
+// weights a clock read; runtime.Gosched when paceEvery has passed.
 func (p *pacer) pace() {
 	n := p.bursts.Load() + 1
 	p.bursts.Store(n)
-	if n%paceCheck != 0 {
+	if n-p.checked.Load() < paceCheck {
 		return
 	}
+	p.checked.Store(n)
 	now := int64(time.Since(paceEpoch))
 	if now-p.yielded.Load() < int64(paceEvery) {
 		return
 	}
 	p.yielded.Store(now)
 	paceYield()
+}
+
+// weigh adds a wait of up to spin inside C to the count (before the burst
+// that may spin): a wait of MaxSpin weighs 16 bursts.
+func (p *pacer) weigh(spin time.Duration) {
+	if w := min(max(spin, 0), MaxSpin) / paceSlice; w > 0 {
+		p.bursts.Store(p.bursts.Load() + uint32(w))
+	}
 }
 
 // paceYield is runtime.Gosched; tests count the calls.

@@ -37,3 +37,27 @@ func TestPace(t *testing.T) {
 	}
 	assert.Equal(t, 2, yields, "a yield again once paceEvery has passed")
 }
+
+// TestPaceWeighsWaits: a burst that may wait MaxSpin inside C weighs as
+// many bursts as fill paceEvery's share of it, so a queue that spins in C
+// still looks at the clock at least every paceEvery (sysmon's limit is
+// 10 ms; 64 waits of 1 ms would be 64 ms).
+func TestPaceWeighsWaits(t *testing.T) {
+	yields := 0
+	paceYield = func() { yields++ }
+	defer func() { paceYield = runtime.Gosched }()
+
+	var q queue
+	q.yielded.Store(-int64(time.Hour))
+	calls := 0
+	for yields == 0 {
+		q.weigh(MaxSpin)
+		q.pace()
+		calls++
+	}
+	assert.LessOrEqual(t, time.Duration(calls)*MaxSpin, paceEvery+MaxSpin,
+		"waits of %v reach the clock within paceEvery", MaxSpin)
+	q.weigh(-time.Second) // nothing: a negative or zero wait weighs nothing extra
+	q.weigh(0)
+	assert.Equal(t, q.checked.Load(), q.bursts.Load())
+}

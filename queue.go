@@ -25,6 +25,7 @@ type Queue struct {
 
 	rx   *Buffers // received batch; nil if the peer gave no rx queue of this id
 	held int      // buffers of rx still lent to the handler (refilled by the next Receive)
+	cut  bool     // a chain cut seen by a Receive that returned no packets: the next batch's ChainCut
 	w    *waiter  // nil in WaitPoll mode
 
 	tx    *Buffers   // descriptor scratch for Flush, a whole ring
@@ -78,7 +79,9 @@ func (q *Queue) receive(ctx context.Context, count bool) (n int, err error) {
 	// before its last look at the ring, so the park after it loses no
 	// wake-up. WaitPoll (a thread of its own) waits SpinTime per call and
 	// checks its contexts in between; WaitInterrupt does not spin.
-	slices, cut := 0, false
+	// A cut seen by empty bursts stays pending on the Queue until a batch
+	// carries it (ChainCut), also across a Receive that returns early.
+	slices := 0
 	for {
 		spin, noarm := time.Duration(0), false
 		switch q.mode {
@@ -96,9 +99,9 @@ func (q *Queue) receive(ctx context.Context, count bool) (n int, err error) {
 			return 0, err
 		}
 		q.held = n
-		cut = cut || q.rx.ChainCut() // over the empty bursts of this wait
+		q.cut = q.cut || q.rx.ChainCut() // over the empty bursts before this batch
 		if n > 0 {
-			q.rx.meta.cut = cut
+			q.rx.meta.cut, q.cut = q.cut, false
 			if count {
 				q.countRx(n)
 			}

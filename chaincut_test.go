@@ -3,6 +3,7 @@
 package memif
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -189,4 +190,81 @@ func TestCopyRxChainCut(t *testing.T) {
 	assert.Equal(t, uint64(1+3), st.RxDropped, "the cut rest; the whole bad chain")
 	cur, rel := p.slave.ringIndex(false, 0)
 	assert.Equal(t, cur, rel)
+}
+
+// Queue.Receive: a burst that takes only the bad rest of a chain whose
+// start the last Receive returned, in a Receive that then ends (its ctx
+// timed out) with no packets, leaves the cut pending: the next batch
+// reports it (ChainCut), once.
+func TestQueueChainCutAcrossEmptyReceive(t *testing.T) {
+	p := hostilePair(t)
+	s := newSender(t, p.master)
+	rx, err := NewBuffers(64)
+	require.NoError(t, err)
+	t.Cleanup(rx.Free)
+	sess := &session{link: Link{RxQueues: 1, TxQueues: 1, BufferSize: hostileBufSize}}
+	sess.ctx, sess.cancel = context.WithCancel(context.Background())
+	t.Cleanup(sess.cancel)
+	// Built as newQueue does for WaitPoll (no eventfd waiter), on the slave
+	// the test plays the hostile master of.
+	q := &Queue{c: p.slave, sess: sess, st: &queueCounters{}, mode: WaitPoll, rx: rx}
+	receive := func(d time.Duration) (int, error) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		return q.Receive(ctx)
+	}
+	// recvGood receives the packets of seqs, one buffer each, verified.
+	recvGood := func(seqs []uint64, cut bool) {
+		t.Helper()
+		n, err := receive(5 * time.Second)
+		require.NoError(t, err)
+		require.Equal(t, len(seqs), n)
+		assert.Equal(t, cut, q.Rx().ChainCut())
+		v := q.Rx().Batch(n)
+		for i, want := range seqs {
+			require.False(t, v.HasNext(i))
+			_, seq, err := checkPacket(v.Data(i))
+			require.NoError(t, err)
+			assert.Equal(t, want, seq)
+		}
+	}
+	seqs, _ := s.send(100, 200)
+	recvGood(seqs, false)
+
+	// Receive #1: the start of a 5000-byte packet, 2 of its 3 buffers.
+	seq, slots, rest := s.sendSplit(5000, 2)
+	n, err := receive(5 * time.Second)
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+	require.True(t, q.Rx().HasNext(1), "the chain goes on")
+	assert.False(t, q.Rx().ChainCut())
+	want := make([]byte, 5000)
+	fillPacket(want, 1, seq)
+	assert.Equal(t, want[:hostileBufSize], q.Rx().Data(0), "the start's first buffer")
+	assert.Equal(t, want[hostileBufSize:2*hostileBufSize], q.Rx().Data(1), "the start's second buffer")
+
+	// Receive #2: its burst takes only the bad rest (dropped: no packet),
+	// then its short ctx ends it.
+	rest()
+	p.master.ringDesc(true, 0, slots[2]).Region = 200
+	n, err = receive(20 * time.Millisecond)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Zero(t, n)
+	st := descStats(t, p.slave, 0)
+	require.Equal(t, uint64(1), st.RxBadDescriptors, "the burst consumed the bad rest")
+
+	// Receive #3: the next good packet carries the cut.
+	seqs, _ = s.send(100)
+	recvGood(seqs, true)
+	// Once: the batch after it has none.
+	seqs, _ = s.send(100, 300)
+	recvGood(seqs, false)
+
+	st = descStats(t, p.slave, 0)
+	assert.Equal(t, uint64(1), st.RxBadDescriptors)
+	assert.Equal(t, uint64(1), st.RxDropped, "the rest; the start was the caller's")
+	require.NoError(t, q.Release())
+	cur, rel := p.slave.ringIndex(false, 0)
+	assert.Equal(t, cur, rel, "every slot given back")
 }

@@ -4,48 +4,77 @@ package memif
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 // TestReusedMappingKillsOldBatches: once a batch's mapping is reused (an
-// Endpoint queue's next link), the old batch's Batch and Slice reach
-// nothing of the new batch: no views, no writes, no bursts.
+// Endpoint queue's next link), the old batch's Batch and Slice, made while
+// its link was up, reach nothing of the new batch: no views, no writes, no
+// bursts.
 func TestReusedMappingKillsOldBatches(t *testing.T) {
-	p := connectPair(t, ConnArgs{}, ConnArgs{})
+	const count, size = 4, 64
+	// send sends count verified packets, seq from first on, master to slave.
+	send := func(c *Conn, first uint64) {
+		t.Helper()
+		data, offs := make([]byte, count*size), []int32{0}
+		for i := range count {
+			fillPacket(data[i*size:(i+1)*size], 0, first+uint64(i))
+			offs = append(offs, int32((i+1)*size))
+		}
+		tx, err := NewBuffers(8)
+		require.NoError(t, err)
+		defer tx.Free()
+		sent, err := c.CopyTx(0, tx, data, offs)
+		require.NoError(t, err)
+		require.Equal(t, count, sent)
+	}
+	// check verifies the count packets of v, seq from first on.
+	check := func(v *Batch, first uint64) {
+		t.Helper()
+		require.Equal(t, count, v.Len())
+		for i := range v.Len() {
+			_, seq, err := checkPacket(v.Data(i))
+			require.NoError(t, err)
+			require.Equal(t, first+uint64(i), seq)
+		}
+	}
+
+	// The old link: a burst fills the old batch; its Batch has 4 live views.
+	p1 := connectPair(t, ConnArgs{}, ConnArgs{})
 	old, err := NewBuffers(8)
 	require.NoError(t, err)
-	early, sl := old.Batch(4), old.Slice(2, 8) // made before any burst
+	send(p1.master, 0)
+	n, _, err := p1.slave.RxBurst(0, old, 8)
+	require.NoError(t, err)
+	require.Equal(t, count, n)
+	early, sl := old.Batch(count), old.Slice(2, 8)
+	check(&early, 0)
+	require.NotNil(t, sl.Data(0), "a Slice of the live batch")
+	require.NoError(t, p1.slave.RefillQueue(0, n, 0))
+	// The old link ends (its regions are unmapped), as before a reuse.
+	require.NoError(t, p1.d.deleteConn(p1.slave))
+	waitConn(t, p1.mev.disconnected, "master OnDisconnect", 5*time.Second)
+
 	m := old.detach()
 	b, err := m.reuse(8)
 	require.NoError(t, err)
 	t.Cleanup(b.Free)
 	require.Same(t, m, b.m, "the mapping is reused")
 
-	// The new batch's first burst fills the descriptors the old Batch and
-	// Slice point at.
-	const count, size = 4, 64
-	data, offs := make([]byte, count*size), []int32{0}
-	for i := range count {
-		fillPacket(data[i*size:(i+1)*size], 0, uint64(i))
-		offs = append(offs, int32((i+1)*size))
-	}
-	tx, err := NewBuffers(8)
-	require.NoError(t, err)
-	t.Cleanup(tx.Free)
-	sent, err := p.master.CopyTx(0, tx, data, offs)
-	require.NoError(t, err)
-	require.Equal(t, count, sent)
-	n, _, err := p.slave.RxBurst(0, b, 8)
+	// The new link's first burst fills the descriptors the old Batch and
+	// Slice point at, with its own packets.
+	p2 := connectPair(t, ConnArgs{}, ConnArgs{})
+	send(p2.master, 100)
+	n, _, err = p2.slave.RxBurst(0, b, 8)
 	require.NoError(t, err)
 	require.Equal(t, count, n)
-	for i := range n {
-		_, seq, err := checkPacket(b.Data(i))
-		require.NoError(t, err)
-		require.Equal(t, uint64(i), seq)
-	}
+	now := b.Batch(n)
+	check(&now, 100)
 
+	require.Equal(t, count, early.Len())
 	for i := range early.Len() {
 		assert.Nil(t, early.Data(i), "a Batch of the old batch")
 	}
@@ -61,11 +90,12 @@ func TestReusedMappingKillsOldBatches(t *testing.T) {
 	sl.SetNext(0, true)
 	assert.Equal(t, size, b.Len(2), "an old Slice's SetLen reaches the new batch")
 	assert.False(t, b.HasNext(2), "an old Slice's SetNext reaches the new batch")
-	_, _, err = p.slave.RxBurst(0, sl, 1)
+	_, _, err = p2.slave.RxBurst(0, sl, 1)
 	require.ErrorAs(t, err, &ae)
 	assert.Zero(t, old.Cap())
-	old.Free() // detached already: nothing happens
-	require.NoError(t, p.slave.RefillQueue(0, n, 0))
+	old.Free()       // detached already: nothing happens
+	check(&now, 100) // the new batch's packets are untouched
+	require.NoError(t, p2.slave.RefillQueue(0, n, 0))
 }
 
 // TestReuseTooSmallMapsAnew: a mapping too small for the batch asked is

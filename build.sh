@@ -65,6 +65,9 @@ case "$cmd" in
     if [ -n "$unformatted" ]; then echo "gofmt needed on: $unformatted" >&2; exit 1; fi
     in_modules go vet ./...
     in_modules go test -race -count=1 -timeout 20m ./... "$@"
+    # The opt-in eventfd read skip (readskip.c), with the waits and interrupts it touches.
+    go vet -tags memif_readskip .
+    go test -race -count=1 -timeout 10m -tags memif_readskip -run 'ReadSkip|Wait|Interrupt|Reader|Poll' . "$@"
     # The guard against hostile peers, fuzzed briefly (soak fuzzes longer).
     # A count, not a duration: Go before 1.27 can fail a duration run at its
     # deadline with "context deadline exceeded" (golang/go#75804).
@@ -78,8 +81,8 @@ case "$cmd" in
     mkdir -p bin docs
     # shellcheck disable=SC2086 # the flags are several words
     cc -O2 -o bin/memif_bench_c bench/c/memif_bench.c $CGO_CFLAGS $CGO_LDFLAGS -lmemif -lpthread
-    # The same twin calling the binding's C layer per burst (bench/c/checks.h), with
-    # the binding's eventfd read skip (readskip.c): the same work as Go, splits Go/C.
+    # The same twin calling the binding's C layer per burst (bench/c/checks.h), as
+    # the default build of the binding (no memif_readskip): the same work as Go.
     # shellcheck disable=SC2086
     cc -O2 -DMEMIF_BENCH_CHECKS -o bin/memif_bench_c_checks bench/c/memif_bench.c own.c readskip.c $CGO_CFLAGS $CGO_LDFLAGS -lmemif -lpthread
     # Built in the examples module, run from here: their default paths are this folder's.

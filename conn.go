@@ -336,12 +336,12 @@ func (c *Conn) QueueEventFD(qid uint16) (int, error) {
 }
 
 // SetRxMode wraps memif_set_rx_mode: in polling mode the peer stops writing
-// interrupts for rx queue qid. Then libmemif's read of the queue eventfd,
-// made in every burst that finds the ring empty or empties it and always
-// EAGAIN in polling mode, returns at once with no system call (readskip.h:
-// the binding defines read() for the process; the memif_noreadskip build
-// tag leaves it out). Back in interrupt mode the reads are real again
-// before the peer is told to signal.
+// interrupts for rx queue qid. Built with -tags memif_readskip, libmemif's
+// read of the queue eventfd, made in every burst that finds the ring empty
+// or empties it and always EAGAIN in polling mode, then returns at once
+// with no system call (readskip.h: the binding defines read() for the
+// process). Back in interrupt mode the reads are real again before the
+// peer is told to signal.
 func (c *Conn) SetRxMode(mode RxMode, qid uint16) error {
 	const op = "memif_set_rx_mode"
 	if mode != RxModeInterrupt && mode != RxModePolling {

@@ -9,8 +9,8 @@
 // is set and cleared on the control path while the queue's owner may be
 // inside memif_rx_burst, and either answer is right then (EAGAIN or a
 // real read of an eventfd nobody signals). Fds past the table are never
-// flagged. Left out under AddressSanitizer and with the memif_noreadskip
-// build tag (readskip.h): the functions then do nothing.
+// flagged. Built only with the memif_readskip build tag, never under
+// AddressSanitizer (readskip.h): the functions otherwise do nothing.
 #include "readskip.h"
 
 #if MEMIFGO_READSKIP

@@ -15,10 +15,11 @@ import "unsafe"
 // binding defines read() for the whole process to do it (the executable's
 // read is the one libmemif binds to, as munmap in munmap.c); only fds it
 // flagged are skipped, and a flag is cleared before its fd can close.
-// Build with -tags memif_noreadskip to leave read() alone.
+// Only with -tags memif_readskip (readskip_on.go): by default read() is
+// left alone and libmemif reads in every burst, as in C.
 
-// readSkipCompiled reports whether the skip is in this build: not under
-// AddressSanitizer (go test -asan) or the memif_noreadskip tag.
+// readSkipCompiled reports whether the skip is in this build: the
+// memif_readskip tag, and not under AddressSanitizer (go test -asan).
 func readSkipCompiled() bool { return C.memifgo_readskip_on() != 0 }
 
 // setRxMode is memif_set_rx_mode with the skip flag of rx queue qid kept

@@ -153,7 +153,9 @@ chk_bufsize (const memif_details_t *md)
 }
 
 // Conn.SetRxMode(RxModePolling): memif_set_rx_mode with the queue's
-// eventfd flagged, so libmemif's read of it is skipped (readskip.h).
+// eventfd flagged, so libmemif's read of it is skipped (readskip.h; only
+// when built with -DMEMIFGO_READSKIP_ON, as the binding with its
+// memif_readskip tag).
 static int
 chk_poll (memif_conn_handle_t c, uint16_t q)
 {

@@ -8,8 +8,9 @@
 //
 // With -DMEMIF_BENCH_CHECKS (and own.c and readskip.c linked in) every burst
 // goes through the binding's C layer instead of libmemif directly
-// (checks.h), and libmemif's eventfd read in polling mode is skipped as the
-// binding skips it (readskip.h):
+// (checks.h); with -DMEMIFGO_READSKIP_ON too, libmemif's eventfd read in
+// polling mode is skipped as the binding built with -tags memif_readskip
+// skips it (readskip.h):
 //
 //   cc -O2 -DMEMIF_BENCH_CHECKS -o bin/memif_bench_c_checks bench/c/memif_bench.c own.c readskip.c -lmemif -lpthread
 //   memif_bench_c -size 64 -burst 64 -threads 1 -duration 2s -json

@@ -14,12 +14,18 @@ import (
 // those wake-ups run on the workers' CPUs: about 4 000 context switches a
 // second and 6 % of a CPU in sysmon alone (BENCHMARKS.md, "Session 5").
 // Yielding a little more often than sysmon's limit keeps it asleep.
+//
+// Each yield costs a locked thread (LockOSThread) a hand-off of its P and
+// back, two thread wake-ups: on this VM a 1-thread loop ran 4-5 % slower
+// yielding every 7-8 ms and 6 % every 4 ms, so the period sits just under
+// sysmon's 10 ms. Between two looks at the clock go paceCheck bursts or
+// paceWait of waits inside C, whichever first: a yield comes at most
+// paceEvery plus paceWait (or paceCheck slow bursts) after the last one.
 const (
-	paceCheck = 64                   // burst weights between two looks at the clock
-	paceEvery = 4 * time.Millisecond // yield at least this often, well under 10 ms
-	// paceSlice is one weight of a wait inside C: paceCheck of them fill
-	// paceEvery, so a queue that spins in C looks at the clock in time too.
-	paceSlice = paceEvery / paceCheck
+	paceCheck = 32                   // burst weights between two looks at the clock
+	paceEvery = 7 * time.Millisecond // yield at least this often, under sysmon's 10 ms
+	paceWait  = 2 * time.Millisecond // waiting in C this long is paceCheck weights
+	paceSlice = paceWait / paceCheck // one weight of a wait inside C
 )
 
 // pacer counts a queue's bursts with plain loads and stores, not an atomic
@@ -49,7 +55,7 @@ func (p *pacer) pace() {
 }
 
 // weigh adds a wait of up to spin inside C to the count (before the burst
-// that may spin): a wait of MaxSpin weighs 16 bursts.
+// that may spin): a wait of MaxSpin weighs half a look at the clock.
 func (p *pacer) weigh(spin time.Duration) {
 	if w := min(max(spin, 0), MaxSpin) / paceSlice; w > 0 {
 		p.bursts.Store(p.bursts.Load() + uint32(w))

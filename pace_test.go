@@ -39,9 +39,9 @@ func TestPace(t *testing.T) {
 }
 
 // TestPaceWeighsWaits: a burst that may wait MaxSpin inside C weighs as
-// many bursts as fill paceEvery's share of it, so a queue that spins in C
-// still looks at the clock at least every paceEvery (sysmon's limit is
-// 10 ms; 64 waits of 1 ms would be 64 ms).
+// many bursts as fill paceWait's share of it, so a queue that spins in C
+// still looks at the clock every paceWait (sysmon's limit is 10 ms;
+// paceCheck waits of 1 ms would be 32 ms).
 func TestPaceWeighsWaits(t *testing.T) {
 	yields := 0
 	paceYield = func() { yields++ }
@@ -55,8 +55,8 @@ func TestPaceWeighsWaits(t *testing.T) {
 		q.pace()
 		calls++
 	}
-	assert.LessOrEqual(t, time.Duration(calls)*MaxSpin, paceEvery+MaxSpin,
-		"waits of %v reach the clock within paceEvery", MaxSpin)
+	assert.LessOrEqual(t, time.Duration(calls)*MaxSpin, paceWait+MaxSpin,
+		"waits of %v reach the clock within paceWait", MaxSpin)
 	q.weigh(-time.Second) // nothing: a negative or zero wait weighs nothing extra
 	q.weigh(0)
 	assert.Equal(t, q.checked.Load(), q.bursts.Load())

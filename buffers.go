@@ -98,10 +98,11 @@ func (b *Buffers) live(i int) bool {
 	if b == nil || uint(i) >= uint(len(b.b)) {
 		return false
 	}
-	if s := b.meta.session; s != nil {
-		return !s.unmapped.Load()
+	if b.meta.freed.Load() { // a Slice of a freed (or reused) batch
+		return false
 	}
-	return !b.meta.freed.Load() // a Slice of a freed batch
+	s := b.meta.session
+	return s == nil || !s.unmapped.Load()
 }
 
 // Data is buffer i's bytes in shared memory, len(Data) == Len(i). It is a

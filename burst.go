@@ -120,9 +120,6 @@ func (c *Conn) refillRx(qid uint16, refill int, headroom uint16, bufs *Buffers, 
 	if bufs.meta.session != l {
 		refill = 0 // those buffers belonged to a session that ended; the new one starts full
 	}
-	if wait {
-		q.weigh(spin)
-	}
 	r, err := c.burst(opRefillRx, l, q, func(claim C.int) C.uint64_t {
 		if wait {
 			return C.memifgo_refill_rx_wait(l.h, l.guard, C.uint16_t(qid), C.uint16_t(refill), C.uint16_t(headroom),
@@ -135,7 +132,11 @@ func (c *Conn) refillRx(qid uint16, refill int, headroom uint16, bufs *Buffers, 
 		bufs.meta.cut = false // no receive ran: the last one's cut was reported
 		return 0, false, err
 	}
-	return received(opRefillRx, bufs, l, r)
+	n, more, err = received(opRefillRx, bufs, l, r)
+	if wait && n == 0 {
+		q.weigh(spin) // it waited in C
+	}
+	return n, more, err
 }
 
 // RefillQueue wraps memif_refill_queue: give count received buffers of rx

@@ -116,8 +116,9 @@ memifgo_on_connect (memif_conn_handle_t conn, void *ctx)
 static int
 memifgo_on_disconnect (memif_conn_handle_t conn, void *ctx)
 {
-  // The read-skip flags are cleared in Go (link.unpoll, first thing in
-  // downLink): only the fds SetRxMode recorded. memifgo_unpoll_conn would
+  // The read-skip flags are cleared in Go (link.unpoll, in downLink once
+  // down is set, before libmemif closes the eventfds): only the fds
+  // SetRxMode recorded. memifgo_unpoll_conn would
   // ask libmemif for every queue's eventfd, and during a failed handshake
   // libmemif may know the ring count before it allocated the queues
   // (memif_get_queue_efd then reads through NULL).

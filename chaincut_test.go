@@ -141,9 +141,7 @@ func TestRxChainCut(t *testing.T) {
 func TestCopyRxChainCut(t *testing.T) {
 	p := hostilePair(t)
 	s := newSender(t, p.master)
-	bufs, err := NewBuffers(64)
-	require.NoError(t, err)
-	t.Cleanup(bufs.Free)
+	bufs := newBufs(t, 64)
 	dst := make([]byte, 64*hostileBufSize+1<<16)
 	offs := make([]int32, 65)
 	recv := func(want []uint64, conds ...error) {
@@ -199,9 +197,7 @@ func TestCopyRxChainCut(t *testing.T) {
 func TestQueueChainCutAcrossEmptyReceive(t *testing.T) {
 	p := hostilePair(t)
 	s := newSender(t, p.master)
-	rx, err := NewBuffers(64)
-	require.NoError(t, err)
-	t.Cleanup(rx.Free)
+	rx := newBufs(t, 64)
 	sess := &session{link: Link{RxQueues: 1, TxQueues: 1, BufferSize: hostileBufSize}}
 	sess.ctx, sess.cancel = context.WithCancel(context.Background())
 	t.Cleanup(sess.cancel)

@@ -24,9 +24,7 @@ func TestReusedMappingKillsOldBatches(t *testing.T) {
 			fillPacket(data[i*size:(i+1)*size], 0, first+uint64(i))
 			offs = append(offs, int32((i+1)*size))
 		}
-		tx, err := NewBuffers(8)
-		require.NoError(t, err)
-		defer tx.Free()
+		tx := newBufs(t, 8)
 		sent, err := c.CopyTx(0, tx, data, offs)
 		require.NoError(t, err)
 		require.Equal(t, count, sent)

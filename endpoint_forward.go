@@ -80,7 +80,7 @@ func (q *Queue) Forward(ctx context.Context, to *Endpoint, txq int, wait time.Du
 		spin, noarm := time.Duration(0), false
 		switch q.mode {
 		case WaitAdaptive:
-			spin, noarm = q.adaptiveSlice(slices)
+			spin, noarm = waitSlice(q.spin, slices)
 		case WaitPoll:
 			spin, noarm = min(q.spin, spinSlice), true
 		}

@@ -249,7 +249,8 @@ func (c *Conn) CopyTx(qid uint16, bufs *Buffers, data []byte, offs []int32) (n i
 // n-1 and err is ErrPartialChain: append the next call's first packet to it,
 // unless that call's err is also ErrChainCut (the rest was dropped: discard
 // the start). A packet the peer wrote beyond its buffer size is dropped with
-// ErrOversizedBuffer. These can come together: test each with errors.Is. CopyRxWait also waits for packets, inside C.
+// ErrOversizedBuffer. These can come together: test each with errors.Is.
+// CopyRxWait also waits for packets, inside C.
 func (c *Conn) CopyRx(qid uint16, bufs *Buffers, dst []byte, offs []int32) (n int, more bool, err error) {
 	return c.copyRx(qid, bufs, dst, offs, 0, false)
 }
@@ -275,9 +276,6 @@ func (c *Conn) copyRx(qid uint16, bufs *Buffers, dst []byte, offs []int32, spin 
 	if uint64(len(dst)) < uint64(seg) {
 		return 0, false, argErr(opNameCopyRx, "dst", "%d bytes cannot hold one %d-byte buffer", len(dst), seg)
 	}
-	if wait {
-		q.weigh(spin)
-	}
 	r, err := c.burst(opRefillRx, l, q, func(claim C.int) C.uint64_t {
 		d, dn := (*C.uint8_t)(unsafe.Pointer(&dst[0])), C.uint32_t(min(len(dst), math.MaxInt32))
 		o, on := (*C.int32_t)(unsafe.Pointer(&offs[0])), C.uint32_t(min(len(offs)-1, MaxBurst))
@@ -292,6 +290,9 @@ func (c *Conn) copyRx(qid uint16, bufs *Buffers, dst []byte, offs []int32, spin 
 		return 0, false, err
 	}
 	n, _, code, flags := unpackFP(r)
+	if wait && n == 0 {
+		q.weigh(spin) // it waited in C
+	}
 	more = flags&(fpMore|fpPartial) != 0
 	if code != 0 {
 		return n, more, hotErr(opRefillRx, code)

@@ -172,9 +172,6 @@ func (c *Conn) forward(rxq uint16, to *Conn, txq uint16, rx, tx *Buffers, spin t
 		}
 	}
 	pend := m.pend
-	if wait {
-		qa.weigh(spin)
-	}
 	res, err := c.burst2(opRefillRx, la, qa, lb, qb, func(claim C.int) C.uint64_t {
 		if wait {
 			return C.memifgo_forward_wait(la.h, la.guard, C.uint16_t(rxq), C.uint16_t(c.args.RxHeadroom),
@@ -195,6 +192,9 @@ func (c *Conn) forward(rxq uint16, to *Conn, txq uint16, rx, tx *Buffers, spin t
 	r := uint64(res)
 	tx.meta.session = lb
 	pkts, m.pend = int(r&0xffff), int(r>>16&0xffff)
+	if wait && pkts == 0 {
+		qa.weigh(spin) // it waited in C
+	}
 	dropped += int(r >> 48 & 0x3fff)
 	code, flags := int64(r>>32&0xffff), r>>62
 	more = flags&fwdMore != 0

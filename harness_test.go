@@ -390,3 +390,12 @@ func within[T any](t testing.TB, ch <-chan T, timeout time.Duration, what string
 		panic("unreachable")
 	}
 }
+
+// newBufs is a batch of n descriptors, freed when the test ends.
+func newBufs(t testing.TB, n int) *Buffers {
+	t.Helper()
+	b, err := NewBuffers(n)
+	require.NoError(t, err)
+	t.Cleanup(b.Free)
+	return b
+}

@@ -17,9 +17,8 @@ import (
 
 func TestNilReceivers(t *testing.T) {
 	var c *Conn
-	b, err := NewBuffers(4)
-	require.NoError(t, err)
-	defer b.Free()
+	b := newBufs(t, 4)
+	var err error
 	isArg := func(err error) {
 		t.Helper()
 		require.ErrorIs(t, err, ErrInvalArg)
@@ -235,9 +234,7 @@ func TestViewsAfterDisconnect(t *testing.T) {
 	p := hostilePair(t)
 	s := newSender(t, p.master)
 	s.send(100, 200)
-	rx, err := NewBuffers(8)
-	require.NoError(t, err)
-	defer rx.Free()
+	rx := newBufs(t, 8)
 	n, _, err := p.slave.RxBurst(0, rx, 8)
 	require.NoError(t, err)
 	require.Equal(t, 2, n)
@@ -246,9 +243,7 @@ func TestViewsAfterDisconnect(t *testing.T) {
 	_, seq, err := checkPacket(v)
 	require.NoError(t, err)
 	require.Equal(t, uint64(1), seq)
-	tx, err := NewBuffers(4)
-	require.NoError(t, err)
-	defer tx.Free()
+	tx := newBufs(t, 4)
 	k, err := p.master.BufferAlloc(0, tx, 1, 64)
 	require.NoError(t, err)
 	require.Equal(t, 1, k)
@@ -296,9 +291,7 @@ func TestSliceOfFreedBatch(t *testing.T) {
 // that session's memory is unmapped (a crash, not a nil view).
 func TestBatchBeforeBurst(t *testing.T) {
 	p := connectPair(t, ConnArgs{}, ConnArgs{})
-	rx, err := NewBuffers(8)
-	require.NoError(t, err)
-	t.Cleanup(rx.Free)
+	rx := newBufs(t, 8)
 	early := rx.Batch(8)
 	assert.Zero(t, early.Len(), "no burst has filled the batch")
 	s := newSender(t, p.master)
@@ -358,4 +351,32 @@ func TestBatchMisuse(t *testing.T) {
 	assert.Nil(t, tail)
 	assert.Equal(t, 100, v.Size(0), "the descriptors outlive Free while a Batch holds them")
 	runtime.KeepAlive(v)
+}
+
+// A Slice of a batch freed on a live link gives no views: Free kills its
+// Slices, whatever the session.
+func TestSliceOfFreedBatchOnLiveLink(t *testing.T) {
+	p := connectPair(t, ConnArgs{}, ConnArgs{})
+	s := newSender(t, p.master)
+	s.send(100, 100)
+	b, err := NewBuffers(8)
+	require.NoError(t, err)
+	n, _, err := p.slave.RxBurst(0, b, 8)
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+	sl := b.Slice(0, n)
+	for i := range n {
+		_, seq, err := checkPacket(sl.Data(i))
+		require.NoError(t, err)
+		assert.Equal(t, uint64(i), seq)
+	}
+	require.NoError(t, p.slave.RefillQueue(0, n, 0))
+	b.Free()
+	for i := range n {
+		if debugViews {
+			assert.Panics(t, func() { sl.Data(i) }, "a Slice of the freed batch")
+		} else {
+			assert.Nil(t, sl.Data(i), "a Slice of the freed batch")
+		}
+	}
 }

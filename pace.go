@@ -54,8 +54,9 @@ func (p *pacer) pace() {
 	paceYield()
 }
 
-// weigh adds a wait of up to spin inside C to the count (before the burst
-// that may spin): a wait of MaxSpin weighs half a look at the clock.
+// weigh adds a wait of up to spin inside C to the count (after a burst
+// that came back empty, so waited): a wait of MaxSpin weighs half a look
+// at the clock.
 func (p *pacer) weigh(spin time.Duration) {
 	if w := min(max(spin, 0), MaxSpin) / paceSlice; w > 0 {
 		p.bursts.Store(p.bursts.Load() + uint32(w))

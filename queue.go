@@ -86,7 +86,7 @@ func (q *Queue) receive(ctx context.Context, count bool) (n int, err error) {
 		spin, noarm := time.Duration(0), false
 		switch q.mode {
 		case WaitAdaptive:
-			spin, noarm = q.adaptiveSlice(slices)
+			spin, noarm = waitSlice(q.spin, slices)
 		case WaitPoll: // never parks: no eventfd read after each spin
 			spin, noarm = q.spin, true
 		}
@@ -124,11 +124,6 @@ func (q *Queue) receive(ctx context.Context, count bool) (n int, err error) {
 		slices = 0
 		q.park(ctx, foreign)
 	}
-}
-
-// adaptiveSlice is WaitAdaptive's next wait in C after slices of them.
-func (q *Queue) adaptiveSlice(slices int) (spin time.Duration, noarm bool) {
-	return waitSlice(q.spin, slices)
 }
 
 // waitSlice is the next wait in C of a waiting receive that spins for

@@ -33,10 +33,9 @@ func (c *Conn) setRxMode(q *queue, mode RxMode, qid uint16) C.int {
 	return code
 }
 
-// unpoll clears the skip flags the link's rx queues set, with every queue
-// lock held once down is set (no SetRxMode can set one after): the C
-// adapter of on_disconnect cleared them already, but a SetRxMode that
-// passed its down check before it ran may have set one since.
+// unpoll clears the skip flags the link's rx queues set: the only clear at
+// link down, in downLink with every queue lock held once down is set (no
+// SetRxMode can set one after), before libmemif closes the eventfds.
 func (l *link) unpoll() {
 	for i := range l.rx {
 		if fd := l.rx[i].skipFD - 1; fd >= 0 {

@@ -76,9 +76,7 @@ func TestReadSkipNoSyscallWhenPolling(t *testing.T) {
 	needReadSkip(t)
 	const bursts = 200
 	p := connectPair(t, ConnArgs{}, ConnArgs{})
-	bufs, err := NewBuffers(64)
-	require.NoError(t, err)
-	defer bufs.Free()
+	bufs := newBufs(t, 64)
 	efd, err := p.slave.QueueEventFD(0)
 	require.NoError(t, err)
 	runtime.LockOSThread()
@@ -125,9 +123,7 @@ func TestReadSkipInterruptsAfterPolling(t *testing.T) {
 		}
 		return nil
 	}})
-	bufs, err := NewBuffers(64)
-	require.NoError(t, err)
-	defer bufs.Free()
+	bufs := newBufs(t, 64)
 	var next uint64
 	for cycle := 0; cycle < 3; cycle++ {
 		require.NoError(t, p.slave.SetRxMode(RxModePolling, 0))
@@ -241,9 +237,7 @@ func TestReadSkipHostileSignalWhenPolling(t *testing.T) {
 		}
 		return nil
 	}})
-	bufs, err := NewBuffers(64)
-	require.NoError(t, err)
-	defer bufs.Free()
+	bufs := newBufs(t, 64)
 	efd, err := p.slave.QueueEventFD(0)
 	require.NoError(t, err)
 	require.NoError(t, p.slave.SetRxMode(RxModePolling, 0))
@@ -284,9 +278,7 @@ func TestReadSkipHostileSignalWhenPolling(t *testing.T) {
 func TestReadSkipWaitingReceiveConsumes(t *testing.T) {
 	needReadSkip(t)
 	p := connectPair(t, ConnArgs{}, ConnArgs{})
-	bufs, err := NewBuffers(64)
-	require.NoError(t, err)
-	defer bufs.Free()
+	bufs := newBufs(t, 64)
 	dst, offs := make([]byte, 64*2048), make([]int32, 65)
 	efd, err := p.slave.QueueEventFD(0)
 	require.NoError(t, err)

@@ -95,9 +95,7 @@ func TestRxWaitIdleConsumesEventFD(t *testing.T) {
 		tx, rx *Conn
 	}{{"slave receives", p.master, p.slave}, {"master receives", p.slave, p.master}} {
 		t.Run(dir.name, func(t *testing.T) {
-			bufs, err := NewBuffers(8)
-			require.NoError(t, err)
-			defer bufs.Free()
+			bufs := newBufs(t, 8)
 			s := newSender(t, dir.tx)
 			dst, offs := make([]byte, 8*2048), make([]int32, 9)
 			for round := 0; round < 50; round++ {
@@ -137,9 +135,8 @@ func TestRxWaitLinkDown(t *testing.T) {
 	for _, copyRx := range []bool{false, true} {
 		t.Run(fmt.Sprint("copy=", copyRx), func(t *testing.T) {
 			p := connectPair(t, ConnArgs{}, ConnArgs{})
-			bufs, err := NewBuffers(32)
-			require.NoError(t, err)
-			defer bufs.Free()
+			bufs := newBufs(t, 32)
+			var err error
 			dst, offs := make([]byte, 32*2048), make([]int32, 33)
 			res := make(chan error, 1)
 			spinning := make(chan struct{})
@@ -181,9 +178,7 @@ func TestRxWaitLinkDown(t *testing.T) {
 func TestRxWaitHostileRing(t *testing.T) {
 	p := hostilePair(t)
 	s := newSender(t, p.slave)
-	bufs, err := NewBuffers(64)
-	require.NoError(t, err)
-	defer bufs.Free()
+	bufs := newBufs(t, 64)
 	dst, offs := make([]byte, 64*hostileBufSize), make([]int32, 65)
 	s.send(100, 200)
 	stopScribble := scribble(t, p.master, 1)

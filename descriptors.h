@@ -49,7 +49,8 @@ typedef struct __attribute__ ((aligned (128)))
   uint16_t cur;   // rx: next slot rx_burst reads; tx: libmemif's next_buf
   uint16_t rel;   // rx: oldest slot not refilled; tx: next slot to send
   uint16_t chk;   // tx: the slot a master's allocation stopped before
-  uint8_t chain;  // rx: dropping the rest of a chain that had a bad buffer
+  uint8_t chain;  // rx: dropping the rest of a chain: 1 it had a bad buffer,
+		  // 2 its start was dropped and counted already (ForwardDrop)
   uint8_t open;   // rx: the last buffer received had NEXT (a chain goes on)
   uint8_t stop;   // tx (master): a bad slot is ahead, allocation stops before it
   uint8_t seen;   // tx: chk is valid (a bad slot is counted once)
@@ -60,6 +61,7 @@ typedef struct __attribute__ ((aligned (128)))
   uint64_t bad;	  // descriptors that failed a check
   uint64_t dropped; // rx: buffers dropped (bad, empty, and the rest of a bad one's packet)
   uint64_t empty;   // rx: packets of one empty buffer, dropped; tx: buffers given back empty
+  uint64_t rest;    // rx: of dropped, buffers of a chain whose start was counted (chain 2)
   uint8_t *drop;    // rx: bitmap of dropped slots, mask+1 bits
   int efd;	    // rx: libmemif's queue eventfd (spin.h consumes it), -1 none
 } memifgo_q_t;
@@ -477,7 +479,10 @@ memifgo_rx_post (const memifgo_guard_t *g, memifgo_q_t *q, memif_buffer_t *b,
 	      drop = 1;
 	    }
 	  if (drop || alone)
-	    memifgo_mark_drop (g, q, b[i].desc_index);
+	    {
+	      memifgo_mark_drop (g, q, b[i].desc_index);
+	      q->rest += drop == 2;
+	    }
 	  else
 	    b[k++] = b[i];
 	  inchain = next;

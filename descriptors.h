@@ -298,6 +298,19 @@ memifgo_guard_head_addr (uintptr_t g, int tx, uint16_t qid)
   return q->ring ? (void *) memifgo_head (q) : NULL;
 }
 
+// Tests only: forget rx queue qid's ring, as when the peer's layout could
+// not be verified (post-checks only, memif_rx_burst polled). No burst may
+// run meanwhile.
+static void
+memifgo_guard_forget_rx_ring (uintptr_t g, uint16_t qid)
+{
+  if (qid >= ((memifgo_guard_t *) g)->nrx)
+    return;
+  memifgo_q_t *q = memifgo_rxq (g, qid);
+  q->ring = NULL;
+  q->canon = ~0u; // repairs need the ring
+}
+
 // A queue's ring index mirrors: rx cur/rel, tx next free / next to send.
 static uint32_t
 memifgo_guard_index (uintptr_t g, int tx, uint16_t qid)

@@ -43,14 +43,12 @@ func (q *Queue) Forward(ctx context.Context, to *Endpoint, txq int, wait time.Du
 			return 0, drops, err
 		}
 	}
-	t, _ := q.target(to, txq)
-	tst := t.st
 	foreign := ctx.Done() != q.sess.ctx.Done()
 	full, slices := false, 0
 	var deadline time.Time
 	for {
-		t, fresh := q.target(to, txq)
-		l := t.link
+		t, fresh := q.target(to, txq) // once per pass: fresh says a Tx error is no stale read
+		tst, l := t.st, t.link
 		if l == nil || txq >= l.TxQueues {
 			if k := q.fwdDrop(&tst.dropLinkDown); k > 0 || sent > 0 {
 				drops.LinkDown += k

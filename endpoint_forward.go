@@ -24,7 +24,8 @@ import (
 // the guard refused, packets beyond 65535 bytes or to's whole ring, chains longer than the
 // batch. Counters: this queue's RxPackets, RxBytes and Drops.Oversize, and
 // to's queue txq's TxPackets, TxBytes, Drops.RingFull and Drops.LinkDown
-// (a packet dropped is in Drops only). Do not mix Forward and
+// (a packet dropped is in Drops only, once: the rest of a chain whose start
+// was dropped as RingFull or LinkDown goes uncounted). Do not mix Forward and
 // Receive on one queue within a burst: each gives the other's buffers
 // back first.
 func (q *Queue) Forward(ctx context.Context, to *Endpoint, txq int, wait time.Duration) (sent int, drops Drops, err error) {

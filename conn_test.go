@@ -43,9 +43,7 @@ func TestInterruptModeCallback(t *testing.T) {
 	var mu sync.Mutex
 	got := map[uint16][]uint64{}
 	var rxErr error
-	bufs, err := NewBuffers(64)
-	require.NoError(t, err)
-	defer bufs.Free()
+	bufs := newBufs(t, 64)
 	sargs := p.sev.wire(ConnArgs{NumM2SRings: 2, NumS2MRings: 2})
 	sargs.OnInterrupt = func(c *Conn, qid uint16) error {
 		n, _, err := c.RxBurst(qid, bufs, bufs.Cap())
@@ -66,6 +64,7 @@ func TestInterruptModeCallback(t *testing.T) {
 		p.sev.interrupts <- qid
 		return c.RefillQueue(qid, n, 0)
 	}
+	var err error
 	p.master, err = p.d.create(p.mev.wire(ConnArgs{IsMaster: true, NumM2SRings: 2, NumS2MRings: 2}))
 	require.NoError(t, err)
 	p.slave, err = p.d.create(sargs)
@@ -99,9 +98,7 @@ func TestQueueEventFDAndPollingMode(t *testing.T) {
 	efd, err := p.slave.QueueEventFD(0)
 	require.NoError(t, err)
 	require.Greater(t, efd, 0)
-	bufs, err := NewBuffers(8)
-	require.NoError(t, err)
-	defer bufs.Free()
+	bufs := newBufs(t, 8)
 
 	// Interrupt mode: a transmit makes the peer's queue fd readable.
 	assert.False(t, efdReadable(t, p.slave, 0, 0))
@@ -462,10 +459,7 @@ func TestCallbackPanicIsRecovered(t *testing.T) {
 
 func TestAllocationFreeHotPath(t *testing.T) {
 	p := connectPair(t, ConnArgs{}, ConnArgs{})
-	tx, _ := NewBuffers(32)
-	rx, _ := NewBuffers(32)
-	defer tx.Free()
-	defer rx.Free()
+	tx, rx := newBufs(t, 32), newBufs(t, 32)
 	refill, sink := 0, 0
 	allocs := testing.AllocsPerRun(200, func() {
 		n, _ := p.master.BufferAlloc(0, tx, 32, 64)
@@ -491,8 +485,7 @@ func TestAllocationFreeHotPath(t *testing.T) {
 
 func TestSetNextFreeBufferAndRequeue(t *testing.T) {
 	p := connectPair(t, ConnArgs{}, ConnArgs{})
-	tx, _ := NewBuffers(8) // a master leaves room for 64-byte slave buffers
-	defer tx.Free()
+	tx := newBufs(t, 8) // a master leaves room for 64-byte slave buffers
 	n, err := p.master.BufferAlloc(0, tx, 4, 128)
 	require.NoError(t, err)
 	require.Equal(t, 4, n)
@@ -515,8 +508,7 @@ func TestSetNextFreeBufferAndRequeue(t *testing.T) {
 	require.NoError(t, err)
 
 	// The slave receives three packets and sends one back without a copy.
-	rx, _ := NewBuffers(8)
-	defer rx.Free()
+	rx := newBufs(t, 8)
 	var got int
 	waitFor(t, 5*time.Second, "3 packets", func() bool {
 		n, _, err := p.slave.RxBurst(0, rx.Slice(got, 8), 8-got)
@@ -539,12 +531,10 @@ func TestSetNextFreeBufferAndRequeue(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, p.slave.RefillQueue(0, 3, 0))
 	assert.ErrorIs(t, p.master.BufferRequeue(rx, 0, rx, 1), ErrInvalArg, "master cannot requeue")
-	fresh, _ := NewBuffers(1)
-	defer fresh.Free()
+	fresh := newBufs(t, 1)
 	assert.ErrorIs(t, p.slave.BufferRequeue(rx, 0, fresh, 0), ErrInvalArg, "a never-filled buffer is refused before C")
 
-	mrx, _ := NewBuffers(4)
-	defer mrx.Free()
+	mrx := newBufs(t, 4)
 	waitFor(t, 5*time.Second, "the echo", func() bool {
 		n, _, err = p.master.RxBurst(0, mrx, 4)
 		require.NoError(t, err)

@@ -171,6 +171,14 @@ func (c *Conn) setTOCTOURegion(region int) {
 	}
 }
 
+// forgetRxRing makes rx queue qid's ring unknown to the guard, as when the
+// peer's layout could not be verified: tests only, with no burst running.
+func (c *Conn) forgetRxRing(qid uint16) {
+	if l := c.link.Load(); l != nil && l.guard != 0 {
+		C.memifgo_guard_forget_rx_ring(l.guard, C.uint16_t(qid))
+	}
+}
+
 // ringDesc is memif_desc_t in shared memory: tests play a hostile peer by
 // writing to it.
 type ringDesc struct {

@@ -49,7 +49,8 @@ typedef struct __attribute__ ((aligned (128)))
   uint16_t cur;   // rx: next slot rx_burst reads; tx: libmemif's next_buf
   uint16_t rel;   // rx: oldest slot not refilled; tx: next slot to send
   uint16_t chk;   // tx: the slot a master's allocation stopped before
-  uint8_t chain;  // rx: dropping the rest of a chain that had a bad buffer
+  uint8_t chain;  // rx: dropping the rest of a chain: 1 it had a bad buffer,
+		  // 2 its start was dropped and counted already (ForwardDrop)
   uint8_t open;   // rx: the last buffer received had NEXT (a chain goes on)
   uint8_t stop;   // tx (master): a bad slot is ahead, allocation stops before it
   uint8_t seen;   // tx: chk is valid (a bad slot is counted once)
@@ -60,6 +61,7 @@ typedef struct __attribute__ ((aligned (128)))
   uint64_t bad;	  // descriptors that failed a check
   uint64_t dropped; // rx: buffers dropped (bad, empty, and the rest of a bad one's packet)
   uint64_t empty;   // rx: packets of one empty buffer, dropped; tx: buffers given back empty
+  uint64_t rest;    // rx: of dropped, buffers of a chain whose start was counted (chain 2)
   uint8_t *drop;    // rx: bitmap of dropped slots, mask+1 bits
   int efd;	    // rx: libmemif's queue eventfd (spin.h consumes it), -1 none
 } memifgo_q_t;
@@ -296,6 +298,19 @@ memifgo_guard_head_addr (uintptr_t g, int tx, uint16_t qid)
   return q->ring ? (void *) memifgo_head (q) : NULL;
 }
 
+// Tests only: forget rx queue qid's ring, as when the peer's layout could
+// not be verified (post-checks only, memif_rx_burst polled). No burst may
+// run meanwhile.
+static void
+memifgo_guard_forget_rx_ring (uintptr_t g, uint16_t qid)
+{
+  if (qid >= ((memifgo_guard_t *) g)->nrx)
+    return;
+  memifgo_q_t *q = memifgo_rxq (g, qid);
+  q->ring = NULL;
+  q->canon = ~0u; // repairs need the ring
+}
+
 // A queue's ring index mirrors: rx cur/rel, tx next free / next to send.
 static uint32_t
 memifgo_guard_index (uintptr_t g, int tx, uint16_t qid)
@@ -477,7 +492,10 @@ memifgo_rx_post (const memifgo_guard_t *g, memifgo_q_t *q, memif_buffer_t *b,
 	      drop = 1;
 	    }
 	  if (drop || alone)
-	    memifgo_mark_drop (g, q, b[i].desc_index);
+	    {
+	      memifgo_mark_drop (g, q, b[i].desc_index);
+	      q->rest += drop == 2;
+	    }
 	  else
 	    b[k++] = b[i];
 	  inchain = next;

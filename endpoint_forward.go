@@ -24,7 +24,8 @@ import (
 // the guard refused, packets beyond 65535 bytes or to's whole ring, chains longer than the
 // batch. Counters: this queue's RxPackets, RxBytes and Drops.Oversize, and
 // to's queue txq's TxPackets, TxBytes, Drops.RingFull and Drops.LinkDown
-// (a packet dropped is in Drops only). Do not mix Forward and
+// (a packet dropped is in Drops only, once: the rest of a chain whose start
+// was dropped as RingFull or LinkDown goes uncounted). Do not mix Forward and
 // Receive on one queue within a burst: each gives the other's buffers
 // back first.
 func (q *Queue) Forward(ctx context.Context, to *Endpoint, txq int, wait time.Duration) (sent int, drops Drops, err error) {
@@ -43,14 +44,12 @@ func (q *Queue) Forward(ctx context.Context, to *Endpoint, txq int, wait time.Du
 			return 0, drops, err
 		}
 	}
-	t, _ := q.target(to, txq)
-	tst := t.st
 	foreign := ctx.Done() != q.sess.ctx.Done()
 	full, slices := false, 0
 	var deadline time.Time
 	for {
-		t, fresh := q.target(to, txq)
-		l := t.link
+		t, fresh := q.target(to, txq) // once per pass: fresh says a Tx error is no stale read
+		tst, l := t.st, t.link
 		if l == nil || txq >= l.TxQueues {
 			if k := q.fwdDrop(&tst.dropLinkDown); k > 0 || sent > 0 {
 				drops.LinkDown += k

@@ -234,10 +234,8 @@ func TestFastCopyTxCopyRxStream(t *testing.T) {
 func TestFastCopyRxChainSplitByPeer(t *testing.T) {
 	args := ConnArgs{BufferSize: 2048}
 	p := connectPair(t, args, args)
-	tx, _ := NewBuffers(1024) // the whole ring: a master's segments are the slave's choice
-	defer tx.Free()
-	rx, _ := NewBuffers(8)
-	defer rx.Free()
+	tx := newBufs(t, 1024) // the whole ring: a master's segments are the slave's choice
+	rx := newBufs(t, 8)
 	pkt := make([]byte, 5000)
 	fillPacket(pkt, 1, 42)
 	n, err := p.master.BufferAlloc(0, tx, 1, uint16(len(pkt)))
@@ -278,10 +276,8 @@ func TestFastCopyRxChainSplitByPeer(t *testing.T) {
 // shorter segments and chains earlier.
 func TestFastCopyWithRxHeadroom(t *testing.T) {
 	p := connectPair(t, ConnArgs{BufferSize: 2048}, ConnArgs{BufferSize: 2048, RxHeadroom: 128})
-	tx, _ := NewBuffers(1024) // the whole ring: segments are the peer's choice
-	defer tx.Free()
-	rx, _ := NewBuffers(64)
-	defer rx.Free()
+	tx := newBufs(t, 1024) // the whole ring: segments are the peer's choice
+	rx := newBufs(t, 64)
 	data := make([]byte, 4*2048)
 	offs := []int32{0, 2048, 4096, 6144, 8192}
 	for i := 0; i < 4; i++ {
@@ -306,8 +302,7 @@ func TestFastCopyWithRxHeadroom(t *testing.T) {
 
 func TestFastArgumentErrors(t *testing.T) {
 	p := connectPair(t, ConnArgs{BufferSize: 2048}, ConnArgs{BufferSize: 2048})
-	bufs, _ := NewBuffers(8)
-	defer bufs.Free()
+	bufs := newBufs(t, 8)
 	_, _, err := p.master.TxBurstAlloc(0, bufs, 9, 0, 64)
 	assertArgErr(t, err, "count")
 	_, _, err = p.master.TxBurstAlloc(0, bufs, 0, 9, 64)
@@ -372,10 +367,8 @@ func TestFastArgumentErrors(t *testing.T) {
 // partial-chain errors, allocates nothing.
 func TestFastAllocsPerRun(t *testing.T) {
 	p := connectPair(t, ConnArgs{BufferSize: 2048}, ConnArgs{BufferSize: 2048})
-	tx, _ := NewBuffers(64)
-	defer tx.Free()
-	rx, _ := NewBuffers(64)
-	defer rx.Free()
+	tx := newBufs(t, 64)
+	rx := newBufs(t, 64)
 	data := make([]byte, 32*64)
 	offs := make([]int32, 33)
 	for i := range offs {
@@ -439,8 +432,7 @@ func TestFastAllocsPerRun(t *testing.T) {
 		}
 	}
 	big, bigOffs := make([]byte, 5000), []int32{0, 5000}
-	ring, _ := NewBuffers(1024) // a master's chains need the ring's worth
-	defer ring.Free()
+	ring := newBufs(t, 1024) // a master's chains need the ring's worth
 	k, err := p.master.CopyTx(0, ring, big, bigOffs)
 	require.NoError(t, err)
 	require.Equal(t, 1, k)

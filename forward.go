@@ -108,7 +108,9 @@ const (
 // empty buffer, packets longer than 65535 bytes (which memif cannot carry),
 // needing more buffers than tx holds or, with tx of B's whole ring, more
 // than that ring can hold, and pending buffers of a session of A that
-// ended. Each is counted once. Nothing else is lost. A slave of B racing
+// ended. Each is counted once: the rest of a chain whose start ForwardDrop
+// gave up is dropped as it arrives and not counted here (ForwardDrop
+// counted the packet). Nothing else is lost. A slave of B racing
 // the allocation (ErrBadDescriptor, Tx true) costs nothing either: the
 // packets copied before it go out, the raced one waits.
 //
@@ -219,7 +221,8 @@ func (b *Buffers) Pending() int {
 // ForwardDrop gives up the packets Forward left pending in rx (see
 // Forward): their buffers go back to A's rx queue rxq, counted as dropped
 // (DescriptorStats.RxDropped). pkts counts them, an open chain as one (its
-// rest is dropped as it arrives). For a forwarder that will not wait for B.
+// rest is dropped as it arrives, its buffers in RxDropped, the packet not
+// again in Forward's dropped). For a forwarder that will not wait for B.
 func (c *Conn) ForwardDrop(rxq uint16, rx *Buffers) (pkts int, err error) {
 	if err := rx.checkCount(opNameFwdRx, 0); err != nil {
 		return 0, &ForwardError{Err: err}

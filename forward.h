@@ -109,7 +109,8 @@ memifgo_forward_in (uintptr_t ca, uintptr_t ga_, uint16_t qa, uint16_t headroom,
   const memifgo_guard_t *gb = (const memifgo_guard_t *) gb_;
   memifgo_q_t *qra = memifgo_rxq (ga_, qa), *qtb = memifgo_txq (gb_, qb);
   memif_buffer_t *rb = (memif_buffer_t *) rb_, *tb = (memif_buffer_t *) tb_;
-  uint64_t dropped0 = qra->dropped;
+  // The rest of a chain ForwardDrop gave up is that packet's: not again.
+  uint64_t dropped0 = qra->dropped - qra->rest;
   uint16_t rxend[MEMIFGO_FWD_MAXPKT];
   if (seg && gb->master) // B's slave's buffers, as learned (the caller assumed minseg)
     seg = memifgo_tx_seg (gb, qtb);
@@ -266,7 +267,7 @@ memifgo_forward_in (uintptr_t ca, uintptr_t ga_, uint16_t qa, uint16_t headroom,
     flags |= MEMIFGO_FWD_MORE;
   if (terr == MEMIFGO_EBADDESC)
     terr = MEMIFGO_FWD_EBADDESC;
-  uint64_t drop = qra->dropped - dropped0;
+  uint64_t drop = qra->dropped - qra->rest - dropped0;
   if (drop > MEMIFGO_FWD_MAXRX)
     drop = MEMIFGO_FWD_MAXRX; // cannot be: at most one per buffer received
   if (terr != MEMIF_ERR_SUCCESS)
@@ -276,7 +277,8 @@ memifgo_forward_in (uintptr_t ca, uintptr_t ga_, uint16_t qa, uint16_t headroom,
 
 // Give back the pend buffers a forward left in its batch (ForwardDrop),
 // counted as dropped; open: the last is an open chain, whose rest the
-// guard then drops as it arrives.
+// guard then drops as it arrives, in DescriptorStats but not in Forward's
+// dropped (chain 2): the caller counted that packet once, here.
 static int
 memifgo_fwd_drop_in (uintptr_t ca, uintptr_t ga_, uint16_t qa,
 		     uint16_t headroom, uint32_t pend, int open)
@@ -285,7 +287,7 @@ memifgo_fwd_drop_in (uintptr_t ca, uintptr_t ga_, uint16_t qa,
   memifgo_q_t *q = memifgo_rxq (ga_, qa);
   q->dropped += pend;
   if (open)
-    q->chain = 1;
+    q->chain = 2;
   return memifgo_refill (ca, ga, q, qa, (uint16_t) pend, headroom);
 }
 

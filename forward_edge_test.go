@@ -111,9 +111,7 @@ func TestForwardBeyondWholeRing(t *testing.T) {
 			}
 			fwdRun(t, func(stop <-chan struct{}) error { return sendCopyTx(from, 0, 6, count, size, 1024, 32, stop) })
 			f := newForwarder(t, a, b, 64, 8) // B's whole ring: no segment bound
-			rb, err := NewBuffers(64)
-			require.NoError(t, err)
-			defer rb.Free()
+			rb := newBufs(t, 64)
 			var got, want []uint64
 			for seq := range uint64(count) {
 				if seq != big {
@@ -156,9 +154,7 @@ func TestCopyTxAllocRaceSendsEarlierPackets(t *testing.T) {
 	p := hostilePair(t)
 	s, r := newSender(t, p.master), newReceiver(t, p.slave)
 	flow(t, s, r, 2) // the master learned 2048-byte buffers
-	small, err := NewBuffers(40)
-	require.NoError(t, err)
-	defer small.Free()
+	small := newBufs(t, 40)
 	data := make([]byte, 1100)
 	offs := []int32{0, 100, 1100} // two runs: 100 | 1000 (raced)
 	fillPacket(data[:100], 1, 1000)

@@ -23,12 +23,7 @@ type forwarder struct {
 }
 
 func newForwarder(t testing.TB, a, b *Conn, rxCap, txCap int) *forwarder {
-	rx, err := NewBuffers(rxCap)
-	require.NoError(t, err)
-	tx, err := NewBuffers(txCap)
-	require.NoError(t, err)
-	t.Cleanup(func() { rx.Free(); tx.Free() })
-	return &forwarder{a: a, b: b, rx: rx, tx: tx}
+	return &forwarder{a: a, b: b, rx: newBufs(t, rxCap), tx: newBufs(t, txCap)}
 }
 
 // step is one Forward; it reports whether anything moved or waits.
@@ -400,10 +395,8 @@ func TestForwardAllocs(t *testing.T) {
 	for i := 0; i < 32; i++ {
 		fillPacket(data[offs[i]:offs[i+1]], 1, uint64(i))
 	}
-	txb, _ := NewBuffers(1024)
-	defer txb.Free()
-	rxb, _ := NewBuffers(64)
-	defer rxb.Free()
+	txb := newBufs(t, 1024)
+	rxb := newBufs(t, 64)
 	dst := make([]byte, 64*2048)
 	roffs := make([]int32, 65)
 	allocs := testing.AllocsPerRun(100, func() {

@@ -71,8 +71,9 @@ memifgo_forward_wait_in (uintptr_t ca, uintptr_t ga_, uint16_t qa,
       if (r) // sent, pending, dropped, an error or a flag
 	return r;
       // Slots seen, nothing kept (an unknown ring polls; a hostile one may
-      // publish what the guard refuses): bounded as the waiting receive.
-      if (q->ring ? memifgo_wait_over (&w) : memifgo_spun (&w))
+      // publish what the guard refuses): bounded as the waiting receive,
+      // which on an unknown ring consumes the eventfd before its last poll.
+      if (q->ring ? memifgo_wait_over (&w) : memifgo_unknown_over (q, &w))
 	return r;
     }
 }

@@ -124,10 +124,8 @@ func TestForwardWaitAllocs(t *testing.T) {
 	for i := range offs {
 		offs[i] = int32(i * 64)
 	}
-	txb, _ := NewBuffers(1024)
-	defer txb.Free()
-	rxb, _ := NewBuffers(64)
-	defer rxb.Free()
+	txb := newBufs(t, 1024)
+	rxb := newBufs(t, 64)
 	dst := make([]byte, 64*2048)
 	roffs := make([]int32, 65)
 	var failed error
@@ -204,12 +202,8 @@ func TestForwardWaitOpenChainWaitsOnA(t *testing.T) {
 	_, slots := s.send(5000) // three buffers of 2048
 	full := *h
 	*h = slots[0][1] + 1 // publish the chain's first two buffers only
-	rx, err := NewBuffers(64)
-	require.NoError(t, err)
-	defer rx.Free()
-	tx, err := NewBuffers(64)
-	require.NoError(t, err)
-	defer tx.Free()
+	rx := newBufs(t, 64)
+	tx := newBufs(t, 64)
 	n, _, _, err := p.master.ForwardWait(0, p.master, 0, rx, tx, time.Microsecond)
 	require.NoError(t, err)
 	require.Zero(t, n)

@@ -52,9 +52,7 @@ type ringSender struct {
 func newSender(t *testing.T, c *Conn) *ringSender {
 	// Room for a 5000-byte packet in the master's worst case (64-byte
 	// segments) from any of the first slots.
-	b, err := NewBuffers(256)
-	require.NoError(t, err)
-	t.Cleanup(b.Free)
+	b := newBufs(t, 256)
 	s := &ringSender{t: t, c: c, bufs: b, pkt: make([]byte, 1<<16)}
 	for i := 0; i < b.Cap(); i++ {
 		s.views = append(s.views, b.Slice(i, b.Cap()))
@@ -100,9 +98,7 @@ type receiver struct {
 }
 
 func newReceiver(t *testing.T, c *Conn) *receiver {
-	b, err := NewBuffers(64)
-	require.NoError(t, err)
-	t.Cleanup(b.Free)
+	b := newBufs(t, 64)
 	return &receiver{t: t, c: c, bufs: b}
 }
 
@@ -237,9 +233,7 @@ func TestHostileRxIndexBeyondRing(t *testing.T) {
 	require.NotNil(t, h)
 	cur, _ := p.master.ringIndex(false, 0)
 	*h = cur + 512 // the ring holds 256
-	b, err := NewBuffers(1024)
-	require.NoError(t, err)
-	defer b.Free()
+	b := newBufs(t, 1024)
 	before := descStats(t, p.master, 0)
 	n, _, err := p.master.RxBurst(0, b, 1024)
 	require.NoError(t, err)
@@ -259,9 +253,7 @@ func TestHostileRxIndexBeyondRing(t *testing.T) {
 func TestHostileRxDescriptorsRxBurstAndCopyRx(t *testing.T) {
 	p := hostilePair(t)
 	s := newSender(t, p.master)
-	bufs, err := NewBuffers(64)
-	require.NoError(t, err)
-	defer bufs.Free()
+	bufs := newBufs(t, 64)
 	for i, a := range attacks {
 		seqs, slots := s.send(100, 200, 300, 400)
 		a.mut(p.master.ringDesc(true, 0, slots[0][0]))
@@ -307,9 +299,7 @@ func TestHostileMasterTxDescriptors(t *testing.T) {
 	p := hostilePair(t)
 	s, r := newSender(t, p.master), newReceiver(t, p.slave)
 	flow(t, s, r, 2)
-	small, err := NewBuffers(4)
-	require.NoError(t, err)
-	defer small.Free()
+	small := newBufs(t, 4)
 	data := make([]byte, 300)
 	offs := []int32{0, 100, 200, 300}
 	short := attack{"length 1", func(d *ringDesc) { d.Length = 1 }}
@@ -336,9 +326,7 @@ func TestHostileMasterTxDescriptors(t *testing.T) {
 	// region indexes still stop allocation; an offset outside the region is
 	// caught after libmemif computed it, and the buffer comes back empty
 	// (length 0, counted) instead of pointing there.
-	whole, err := NewBuffers(1 << 8)
-	require.NoError(t, err)
-	defer whole.Free()
+	whole := newBufs(t, 1<<8)
 	stats := func(c *Conn) DescriptorStats {
 		st := descStats(t, c, 0)
 		return st
@@ -452,9 +440,7 @@ func TestMasterLearnsSlaveBufferLength(t *testing.T) {
 	p := hostilePair(t)
 	s, r := newSender(t, p.master), newReceiver(t, p.slave)
 	flow(t, s, r, 2) // the master has allocated: it learned 2048 bytes
-	small, err := NewBuffers(64)
-	require.NoError(t, err)
-	defer small.Free()
+	small := newBufs(t, 64)
 	for _, length := range []uint32{minSegment - 1, 1} {
 		cur, _ := p.master.ringIndex(true, 0)
 		d := p.master.ringDesc(true, 0, cur)
@@ -489,9 +475,7 @@ func TestMasterAllocRaceCannotOverflowBatch(t *testing.T) {
 	p := hostilePair(t)
 	s, r := newSender(t, p.master), newReceiver(t, p.slave)
 	flow(t, s, r, 2)
-	small, err := NewBuffers(40) // room for 2000 bytes in 64-byte buffers
-	require.NoError(t, err)
-	defer small.Free()
+	small := newBufs(t, 40) // room for 2000 bytes in 64-byte buffers
 	data := make([]byte, 2000)
 	offs := []int32{0, 1000, 2000}
 	for _, tc := range []struct {

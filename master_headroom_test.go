@@ -78,9 +78,7 @@ func noBadDescriptors(t *testing.T, master, slave *Conn) {
 func TestMasterTxFollowsSlaveHeadroom(t *testing.T) {
 	p := hostilePair(t)
 	s := newSender(t, p.master)
-	bufs, err := NewBuffers(64)
-	require.NoError(t, err)
-	defer bufs.Free()
+	bufs := newBufs(t, 64)
 	eachHeadroom(p.master, func(hr uint16) {
 		seqs, _ := s.send(64, 100, 1500, 3000, 64, 700, 2048, 5000)
 		require.Equal(t, seqs, recvHeadroom(t, p.slave, bufs, hr, len(seqs)), "headroom %d", hr)
@@ -94,9 +92,7 @@ func TestForwardMasterFollowsSlaveHeadroom(t *testing.T) {
 	p1, p2 := hostilePair(t), hostilePair(t)
 	s := newSender(t, p1.master)
 	f := newForwarder(t, p1.slave, p2.master, 64, 128)
-	bufs, err := NewBuffers(64)
-	require.NoError(t, err)
-	defer bufs.Free()
+	bufs := newBufs(t, 64)
 	eachHeadroom(p2.master, func(hr uint16) {
 		seqs, _ := s.send(64, 100, 1500, 3000, 64, 700, 2048, 5000)
 		target := f.sent + len(seqs)
@@ -125,9 +121,7 @@ func TestMasterCopyTxAfterSegmentLowered(t *testing.T) {
 	for i := cur; i != *h; i++ {
 		p.master.ringDesc(true, 0, i).Length = 64 // legitimate: >= minSegment
 	}
-	b, err := NewBuffers(64) // smaller than the ring: the strict bound
-	require.NoError(t, err)
-	defer b.Free()
+	b := newBufs(t, 64) // smaller than the ring: the strict bound
 	data := make([]byte, 4*2000)
 	offs := []int32{0, 2000, 4000, 6000, 8000}
 	before := descStats(t, p.master, 0)

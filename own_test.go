@@ -267,8 +267,7 @@ func TestOwnSharedTxQueue(t *testing.T) {
 	// Then the queue works: what the race left is given back and drained,
 	// and a clean stream arrives whole.
 	p.master.ReleaseTx(0)
-	rx, _ := NewBuffers(64)
-	defer rx.Free()
+	rx := newBufs(t, 64)
 	for n := -1; n != 0; {
 		var err error
 		n, _, err = p.slave.RxBurst(0, rx, 64)
@@ -285,10 +284,8 @@ func TestOwnSteadyState(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	p := connectPair(t, ConnArgs{BufferSize: 2048}, ConnArgs{BufferSize: 2048})
-	tx, _ := NewBuffers(1)
-	defer tx.Free()
-	rx, _ := NewBuffers(1)
-	defer rx.Free()
+	tx := newBufs(t, 1)
+	rx := newBufs(t, 1)
 	data := make([]byte, 64)
 	offs := []int32{0, 64}
 	dst := make([]byte, 2048)
@@ -362,25 +359,21 @@ func (r *nestingRegion) BufferOffset(c *Conn) uint32 {
 // instead of re-entering libmemif (or deadlocking); the outer burst
 // completes.
 func TestOwnNestedBurst(t *testing.T) {
-	bufs, err := NewBuffers(4)
-	require.NoError(t, err)
-	defer bufs.Free()
+	bufs := newBufs(t, 4)
 	reg := &nestingRegion{memfdRegion: newMemfdRegion(), nested: make(chan error, 1), bufs: bufs}
 	d := newDriver(t, &SocketArgs{Path: testSocketPath(t)})
 	var rerr error
 	d.do(func() { rerr = d.s.RegisterExternalRegion(reg) })
 	require.NoError(t, rerr)
 	mev, sev := newEvents(), newEvents()
-	_, err = d.create(mev.wire(ConnArgs{IsMaster: true, Log2RingSize: 8}))
+	_, err := d.create(mev.wire(ConnArgs{IsMaster: true, Log2RingSize: 8}))
 	require.NoError(t, err)
 	slave, err := d.create(sev.wire(ConnArgs{Log2RingSize: 8}))
 	require.NoError(t, err)
 	waitConn(t, mev.connected, "master OnConnect", 5*time.Second)
 	waitConn(t, sev.connected, "slave OnConnect", 5*time.Second)
 
-	out, err := NewBuffers(4)
-	require.NoError(t, err)
-	defer out.Free()
+	out := newBufs(t, 4)
 	reg.armed.Store(true)
 	n, err := slave.BufferAlloc(0, out, 1, 64)
 	require.NoError(t, err)

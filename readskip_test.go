@@ -272,12 +272,16 @@ func TestReadSkipHostileSignalWhenPolling(t *testing.T) {
 	require.Equal(t, int64(signals), calls.Load())
 }
 
-// The binding's own eventfd reads are never skipped: a waiting receive
-// that ends empty consumes a signal on a polled queue (a raw read), so a
-// reader that parks after it does not wake at once, forever.
+// The binding's own eventfd reads are never skipped: a waiting receive or
+// forward that ends empty consumes a signal on a polled queue (a raw read),
+// so a reader that parks after it does not wake at once, forever; also on a
+// ring whose layout is unknown, where the wait polls memif_rx_burst (whose
+// own read is skipped) and consumes the eventfd before its last poll.
 func TestReadSkipWaitingReceiveConsumes(t *testing.T) {
 	needReadSkip(t)
 	p := connectPair(t, ConnArgs{}, ConnArgs{})
+	p2 := connectPair(t, ConnArgs{}, ConnArgs{})
+	f := newForwarder(t, p.slave, p2.master, 64, 1024)
 	bufs := newBufs(t, 64)
 	dst, offs := make([]byte, 64*2048), make([]int32, 65)
 	efd, err := p.slave.QueueEventFD(0)
@@ -293,17 +297,29 @@ func TestReadSkipWaitingReceiveConsumes(t *testing.T) {
 			n, _, err := p.slave.CopyRxWait(0, bufs, dst, offs, 10*time.Microsecond)
 			return n, err
 		},
+		"ForwardWait": func() (int, error) {
+			n, d, more, err := p.slave.ForwardWait(0, p2.master, 0, f.rx, f.tx, 10*time.Microsecond)
+			require.Zero(t, d)
+			require.False(t, more)
+			return n, err
+		},
 	}
-	for name, wait := range waits {
-		for i := 0; i < 10; i++ {
-			_, err := unix.Write(efd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
-			require.NoError(t, err)
-			n, err := wait()
-			require.NoError(t, err)
-			require.Zero(t, n)
-			require.False(t, efdReadable(t, p.slave, 0, 0), "%s left the signal", name)
-			sendOne(t, p.master, 0, 4, next) // and packets still flow
-			recvVerified(t, p.slave, bufs, 4, &next, next+1)
+	for _, ring := range []string{"known ring", "unknown ring"} {
+		if ring == "unknown ring" {
+			p.slave.forgetRxRing(0)
+			require.Nil(t, p.slave.ringDesc(false, 0, 0))
+		}
+		for name, wait := range waits {
+			for i := 0; i < 10; i++ {
+				_, err := unix.Write(efd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+				require.NoError(t, err)
+				n, err := wait()
+				require.NoError(t, err)
+				require.Zero(t, n)
+				require.False(t, efdReadable(t, p.slave, 0, 0), "%s, %s left the signal", ring, name)
+				sendOne(t, p.master, 0, 4, next) // and packets still flow
+				recvVerified(t, p.slave, bufs, 4, &next, next+1)
+			}
 		}
 	}
 }

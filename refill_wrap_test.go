@@ -32,9 +32,7 @@ func TestRefillQueueExactAcrossIndexWrap(t *testing.T) {
 			if testing.Short() {
 				total = 70000 // one wrap
 			}
-			tx, err := NewBuffers(burst)
-			require.NoError(t, err)
-			defer tx.Free()
+			tx := newBufs(t, burst)
 			type batch struct {
 				b    *Buffers
 				n    int
@@ -42,9 +40,7 @@ func TestRefillQueueExactAcrossIndexWrap(t *testing.T) {
 			}
 			var free, hold []*batch
 			for i := 0; i < held+1; i++ {
-				b, err := NewBuffers(burst)
-				require.NoError(t, err)
-				defer b.Free()
+				b := newBufs(t, burst)
 				free = append(free, &batch{b: b})
 			}
 			var sent, next uint64

@@ -60,9 +60,7 @@ func TestHostileRegionIndexAfterMasterAllocCheck(t *testing.T) {
 	p := hostilePair(t)
 	s, r := newSender(t, p.master), newReceiver(t, p.slave)
 	flow(t, s, r, 2)
-	whole, err := NewBuffers(1 << 8) // the whole ring: one memif_buffer_alloc call
-	require.NoError(t, err)
-	defer whole.Free()
+	whole := newBufs(t, 1<<8) // the whole ring: one memif_buffer_alloc call
 	slots := saveSlaveSlots(p.master, 1<<8)
 	before := descStats(t, p.master, 0)
 	slave0 := descStats(t, p.slave, 0)

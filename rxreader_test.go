@@ -266,9 +266,7 @@ func TestRxReaderDropsOverlongChain(t *testing.T) {
 	require.NoError(t, err)
 	defer r.Close()
 	r.SetTimeout(5 * time.Second)
-	tx, err := NewBuffers(64)
-	require.NoError(t, err)
-	defer tx.Free()
+	tx := newBufs(t, 64)
 
 	const links = 40 // 40 x 2048 bytes > MaxPacket
 	n, err := p.slave.BufferAlloc(0, tx, links, 2048)

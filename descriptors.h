@@ -65,6 +65,7 @@ typedef struct __attribute__ ((aligned (128)))
   uint8_t *drop;    // rx: bitmap of dropped slots, mask+1 bits
   int efd;	    // rx: libmemif's queue eventfd (spin.h consumes it), -1 none
 } memifgo_q_t;
+_Static_assert (sizeof (memifgo_q_t) == 128, "memifgo_q_t: one queue per 128 bytes");
 
 typedef struct
 {

@@ -33,7 +33,8 @@ type RxReader struct {
 	drops    uint64
 	timeout  time.Duration
 	recheck  time.Duration
-	parks    uint64 // times Next parked (tests)
+	parks    uint64        // times Next parked (tests)
+	spin     time.Duration // watching the ring in C before a park (tests lower it)
 
 	w        *waiter // parks on the queue's eventfd in session wSession
 	wSession *link   // (a new session has new eventfds)
@@ -78,7 +79,7 @@ func NewRxReader(c *Conn, qid uint16, batch int) (*RxReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &RxReader{c: c, qid: qid, headroom: c.args.RxHeadroom, b: b, recheck: DefaultRecheck}, nil
+	return &RxReader{c: c, qid: qid, headroom: c.args.RxHeadroom, b: b, recheck: DefaultRecheck, spin: DefaultSpinTime}, nil
 }
 
 // SetRecheck bounds one park on the queue's eventfd (0: DefaultRecheck), as
@@ -124,7 +125,7 @@ func (r *RxReader) Next() ([]byte, error) {
 				return p, err
 			}
 		}
-		spin, noarm := waitSlice(DefaultSpinTime, slices)
+		spin, noarm := waitSlice(r.spin, slices)
 		n, _, err := r.c.refillRxWait(r.qid, r.n, r.headroom, r.b, r.b.Cap(), spin, noarm)
 		r.n, r.i = n, 0
 		if r.b.ChainCut() && r.partial { // the guard dropped its rest

@@ -684,8 +684,10 @@ memifgo_copy_rx_in (uintptr_t conn, uintptr_t g_, uint16_t qid,
 	      if (cont && !drop) // the caller holds its start: drop that too
 		flags |= MEMIFGO_FP_CUT;
 	      if (!drop) // the packet's buffers copied so far go too
-		q->dropped += pb;
-	      drop = 1;
+		{
+		  q->dropped += pb;
+		  drop = 1; // (2 stays: ForwardDrop counted this packet)
+		}
 	      flags |= MEMIFGO_FP_BIG;
 	    }
 	  if (!drop)
@@ -697,6 +699,7 @@ memifgo_copy_rx_in (uintptr_t conn, uintptr_t g_, uint16_t qid,
 	  else
 	    {
 	      q->dropped++;
+	      q->rest += drop == 2;
 	      if (!g->master && q->canon != ~0u)
 		memifgo_repair (g, q, b[i].desc_index, 0);
 	    }

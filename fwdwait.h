@@ -68,13 +68,19 @@ memifgo_forward_wait_in (uintptr_t ca, uintptr_t ga_, uint16_t qa,
 	return memifgo_fwd_down (ga, pend);
       uint64_t r = memifgo_forward_in (ca, ga_, qa, headroom, rb, rcap, pend,
 				       cb, gb_, qb, tb, tcap, seg);
+      // An unknown ring is polled through forward_in, which flags "more"
+      // for any pending buffers: the same open chain and nothing else is
+      // no progress, so wait on as on a known ring (else the caller spins).
+      if (!q->ring && r == MEMIFGO_FWD (MEMIF_ERR_SUCCESS, MEMIFGO_FWD_MORE, 0, pend, 0)
+	  && memifgo_fwd_open_only ((const memif_buffer_t *) rb, pend))
+	r = 0;
       if (r) // sent, pending, dropped, an error or a flag
 	return r;
       // Slots seen, nothing kept (an unknown ring polls; a hostile one may
       // publish what the guard refuses): bounded as the waiting receive,
       // which on an unknown ring consumes the eventfd before its last poll.
       if (q->ring ? memifgo_wait_over (&w) : memifgo_unknown_over (q, &w))
-	return r;
+	return MEMIFGO_FWD (MEMIF_ERR_SUCCESS, 0, 0, pend, 0);
     }
 }
 

@@ -194,8 +194,21 @@ func TestRxWaitHostileRingForward(t *testing.T) {
 // the waiting forward spins on A's ring and consumes A's eventfd (so the
 // caller may park), rather than returning at once with "more" (which made
 // Queue.Forward spin without end and drop the chain as RingFull).
+// On a ring whose layout is unknown (polled through the forward itself)
+// too.
 func TestForwardWaitOpenChainWaitsOnA(t *testing.T) {
+	for _, unknown := range []bool{false, true} {
+		t.Run(map[bool]string{false: "known ring", true: "unknown ring"}[unknown], func(t *testing.T) {
+			forwardWaitOpenChain(t, unknown)
+		})
+	}
+}
+
+func forwardWaitOpenChain(t *testing.T, unknown bool) {
 	p := hostilePair(t)
+	if unknown {
+		p.master.forgetRxRing(0)
+	}
 	s := newSender(t, p.slave) // slave to master; the master hairpins back
 	h := p.slave.ringHead(true, 0)
 	require.NotNil(t, h)

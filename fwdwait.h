@@ -68,11 +68,10 @@ memifgo_forward_wait_in (uintptr_t ca, uintptr_t ga_, uint16_t qa,
 	return memifgo_fwd_down (ga, pend);
       uint64_t r = memifgo_forward_in (ca, ga_, qa, headroom, rb, rcap, pend,
 				       cb, gb_, qb, tb, tcap, seg);
-      // An unknown ring is polled through forward_in, which flags "more"
-      // for any pending buffers: the same open chain and nothing else is
-      // no progress, so wait on as on a known ring (else the caller spins).
-      if (!q->ring && r == MEMIFGO_FWD (MEMIF_ERR_SUCCESS, MEMIFGO_FWD_MORE, 0, pend, 0)
-	  && memifgo_fwd_open_only ((const memif_buffer_t *) rb, pend))
+      // forward_in flags "more" for any pending buffers: the same open
+      // chain (pend on entry) with nothing sent or dropped is no progress,
+      // so wait on (an unknown ring is polled here: else the caller spins).
+      if (pend && r == MEMIFGO_FWD (MEMIF_ERR_SUCCESS, MEMIFGO_FWD_MORE, 0, pend, 0))
 	r = 0;
       if (r) // sent, pending, dropped, an error or a flag
 	return r;

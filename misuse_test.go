@@ -327,13 +327,7 @@ func TestBatchMisuse(t *testing.T) {
 		assert.Zero(t, v.Size(-1))
 		assert.False(t, v.HasNext(0))
 	}
-	p := connectPair(t, ConnArgs{}, ConnArgs{})
-	s := newSender(t, p.master)
-	s.send(100, 3000)
-	rx, err := NewBuffers(8)
-	require.NoError(t, err)
-	n, _, err := p.slave.RxBurst(0, rx, 8)
-	require.NoError(t, err)
+	p, rx, n := receivedOnSlave(t, 100, 3000)
 	big := rx.Batch(n + 100)
 	require.Equal(t, rx.Cap(), big.Len(), "clipped to the batch")
 	v := rx.Batch(n)
@@ -356,13 +350,7 @@ func TestBatchMisuse(t *testing.T) {
 // A Slice of a batch freed on a live link gives no views: Free kills its
 // Slices, whatever the session.
 func TestSliceOfFreedBatchOnLiveLink(t *testing.T) {
-	p := connectPair(t, ConnArgs{}, ConnArgs{})
-	s := newSender(t, p.master)
-	s.send(100, 100)
-	b, err := NewBuffers(8)
-	require.NoError(t, err)
-	n, _, err := p.slave.RxBurst(0, b, 8)
-	require.NoError(t, err)
+	p, b, n := receivedOnSlave(t, 100, 100)
 	require.Equal(t, 2, n)
 	sl := b.Slice(0, n)
 	for i := range n {
@@ -379,4 +367,18 @@ func TestSliceOfFreedBatchOnLiveLink(t *testing.T) {
 			assert.Nil(t, sl.Data(i), "a Slice of the freed batch")
 		}
 	}
+}
+
+// receivedOnSlave sends packets of these sizes from a fresh pair's master
+// and receives them on the slave into a batch of 8 that the caller frees
+// (the tests free it mid-test on purpose).
+func receivedOnSlave(t *testing.T, sizes ...int) (p *pair, b *Buffers, n int) {
+	t.Helper()
+	p = connectPair(t, ConnArgs{}, ConnArgs{})
+	newSender(t, p.master).send(sizes...)
+	b, err := NewBuffers(8)
+	require.NoError(t, err)
+	n, _, err = p.slave.RxBurst(0, b, 8)
+	require.NoError(t, err)
+	return p, b, n
 }

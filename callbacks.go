@@ -112,7 +112,11 @@ func memifGoOnDisconnect(h C.uintptr_t) C.int {
 func memifGoOnInterrupt(h C.uintptr_t, qid C.uint16_t) C.int {
 	c := connOf(h)
 	return c.sock.runCallback("OnInterrupt", func() error {
-		return c.args.OnInterrupt(c, uint16(qid))
+		if err := c.args.OnInterrupt(c, uint16(qid)); err != nil {
+			return err
+		}
+		c.rearmRx(uint16(qid))
+		return nil
 	})
 }
 

@@ -71,7 +71,11 @@ type ConnArgs struct {
 	// application may poll QueueEventFD. A signal on a queue in polling
 	// mode (a peer that has not seen the change yet, or ignores it) is
 	// consumed by the binding before OnInterrupt runs for it, once per
-	// signal: RxBurst no longer reads the eventfd then (SetRxMode).
+	// signal: RxBurst no longer reads the eventfd then (SetRxMode). In
+	// interrupt mode, when it returns nil with packets still in the ring, the
+	// binding signals the queue again and OnInterrupt runs again: libmemif's
+	// RxBurst reads the eventfd after it looked at the ring, which swallows
+	// the signal of a packet published in between.
 	OnInterrupt func(c *Conn, qid uint16) error
 	// RxHeadroom is the headroom of the automatic refill on connect.
 	RxHeadroom uint16
@@ -320,7 +324,9 @@ func (c *Conn) RequestConnection() error {
 // In polling mode RxBurst no longer reads it (see SetRxMode): a count a
 // peer leaves there anyway stays until a waiting receive that ends empty
 // (RefillRxBurstWait), OnInterrupt's dispatch or, back in interrupt mode,
-// RxBurst consumes it.
+// RxBurst consumes it. RxBurst reads it after looking at the ring, so a
+// packet published in between may never signal: park on it only after a
+// waiting receive ended empty (RefillRxBurstWait), or use OnInterrupt.
 func (c *Conn) QueueEventFD(qid uint16) (int, error) {
 	const op = "memif_get_queue_efd"
 	l, err := c.session(op)

@@ -4,6 +4,7 @@ package memif
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"runtime"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
 )
 
 // sendOne sends one verified packet of stream/seq on queue qid.
@@ -90,6 +92,61 @@ func TestInterruptModeCallback(t *testing.T) {
 	}
 	for len(p.sev.interrupts) > 0 {
 		assert.Equal(t, uint16(1), <-p.sev.interrupts, "interrupt for the right queue")
+	}
+}
+
+// TestInterruptSwallowedSignalRearmed plays libmemif's lost wake-up:
+// memif_rx_burst reads the eventfd after it looked at the ring, so a packet
+// the peer publishes between the two loses its signal. The first callback
+// receives packet 0, then packet 1 is sent and its signal read away (what
+// that read does). The binding's dispatch sees packet 1 unread and gives the
+// signal back: OnInterrupt runs again and receives it. Fails without the
+// re-arm (packet 1 stays in the ring).
+func TestInterruptSwallowedSignalRearmed(t *testing.T) {
+	var efd atomic.Int64
+	efd.Store(-1)
+	got := make(chan uint64, 4)
+	fail := make(chan error, 4)
+	bufs := newBufs(t, 8)
+	var calls atomic.Int32
+	var master atomic.Pointer[Conn]
+	p := connectPair(t, ConnArgs{}, ConnArgs{OnInterrupt: func(c *Conn, qid uint16) error {
+		n, _, err := c.RxBurst(qid, bufs, bufs.Cap())
+		for i := 0; i < n && err == nil; i++ {
+			var seq uint64
+			_, seq, err = checkPacket(bufs.Data(i))
+			got <- seq
+		}
+		if err == nil {
+			err = c.RefillQueue(qid, n, 0)
+		}
+		if err == nil && calls.Add(1) == 1 && n == 1 {
+			err = sendStreamFrom(master.Load(), 0, 0, 1)
+			var b [8]byte
+			if _, rerr := unix.Read(int(efd.Load()), b[:]); err == nil && rerr != nil {
+				err = fmt.Errorf("swallowing the signal: %w", rerr)
+			}
+		}
+		if err != nil {
+			fail <- err
+		}
+		return err
+	}})
+	master.Store(p.master)
+	fd, err := p.slave.QueueEventFD(0)
+	require.NoError(t, err)
+	efd.Store(int64(fd))
+
+	sendOne(t, p.master, 0, 0, 0)
+	for want := uint64(0); want < 2; want++ {
+		select {
+		case seq := <-got:
+			require.Equal(t, want, seq)
+		case err := <-fail:
+			t.Fatal(err)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("packet %d not received within 10s", want)
+		}
 	}
 }
 

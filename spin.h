@@ -83,6 +83,28 @@ memifgo_guard_kick (uintptr_t g_)
 	;
 }
 
+// After OnInterrupt returned (queue in interrupt mode, its lock held):
+// memif_rx_burst reads the eventfd after it looked at the ring, so a packet
+// published between the two has its signal swallowed and would wait for
+// the next one. Slots still unread when the callback is done give the
+// eventfd a count back: the level-triggered event loop runs OnInterrupt
+// again (and again while packets wait unread: one that leaves them on
+// purpose keeps being called, as the unread count already made it).
+static void
+memifgo_rx_rearm (uintptr_t g_, uint16_t qid)
+{
+  const memifgo_guard_t *g = (const memifgo_guard_t *) g_;
+  const memifgo_q_t *q = memifgo_rxq (g_, qid);
+  uint64_t one = 1;
+  if (!q->ring || q->efd < 0 || memifgo_down (g))
+    return;
+  __atomic_thread_fence (__ATOMIC_SEQ_CST); // the look after libmemif's read
+  if (memifgo_rx_last (g, q) == __atomic_load_n (&q->cur, __ATOMIC_RELAXED))
+    return;
+  while (write (q->efd, &one, sizeof (one)) < 0 && errno == EINTR)
+    ;
+}
+
 typedef struct
 {
   uint64_t start, end; // ns; start 0: not read yet (no spin), end 0: no spin

@@ -115,3 +115,48 @@ func TestEndpointForwardOpenChainLinkDown(t *testing.T) {
 	assert.Equal(t, uint64(2), sb.TxPackets)
 	assert.Equal(t, Drops{LinkDown: 1}, sb.Drops)
 }
+
+// CopyRx between ForwardDrop and Forward on one queue: ForwardDrop counted
+// an open chain's start, CopyRx gets a bad buffer of its rest and Forward
+// the last one. That rest is still the counted packet's: no drop in
+// Forward's count, and each buffer counted once in DescriptorStats. Fails
+// if CopyRx's bad buffer turns the chain back into one of its own.
+func TestCopyRxKeepsForwardDropChain(t *testing.T) {
+	p, s, f, r, pass, flowFwd := hostileForward(t)
+	flowFwd(2)
+	before := descStats(t, p.slave, 0)
+	_, slots, _ := s.sendSplit(5000, 1) // 3 buffers of 2048, the first sent
+	_, err := f.step()
+	require.NoError(t, err)
+	require.Equal(t, 1, f.rx.Pending(), "the start waits for its rest")
+	pkts, err := p.slave.ForwardDrop(0, f.rx)
+	require.NoError(t, err)
+	require.Equal(t, 1, pkts)
+
+	sendRest := func(i int) {
+		t.Helper()
+		sent, err := s.c.TxBurst(0, s.views[i], 1)
+		require.NoError(t, err)
+		require.Equal(t, 1, sent)
+	}
+	sendRest(1)
+	attacks[0].mut(p.master.ringDesc(true, 0, slots[1]))
+	bufs := newBufs(t, 8)
+	dst := make([]byte, 8*hostileBufSize+8192)
+	offs := make([]int32, 9)
+	n, _, err := p.slave.CopyRx(0, bufs, dst, offs)
+	require.ErrorIs(t, err, ErrOversizedBuffer, "the bad buffer of the rest")
+	require.Zero(t, n)
+
+	sendRest(2)
+	seqs, _ := s.send(100, 200)
+	pass(2)
+	require.Equal(t, seqs, r.recv(2))
+	assert.Zero(t, f.dropped, "the rest is the packet ForwardDrop counted")
+	st := descStats(t, p.slave, 0)
+	assert.Equal(t, before.RxDropped+3, st.RxDropped, "every buffer of it, once")
+	assert.Equal(t, before.RxBadDescriptors+1, st.RxBadDescriptors)
+	flowFwd(2)
+	assert.Zero(t, f.dropped)
+	r.done()
+}

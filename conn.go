@@ -72,10 +72,11 @@ type ConnArgs struct {
 	// mode (a peer that has not seen the change yet, or ignores it) is
 	// consumed by the binding before OnInterrupt runs for it, once per
 	// signal: RxBurst no longer reads the eventfd then (SetRxMode). In
-	// interrupt mode, when it returns nil with packets still in the ring, the
-	// binding signals the queue again and OnInterrupt runs again: libmemif's
-	// RxBurst reads the eventfd after it looked at the ring, which swallows
-	// the signal of a packet published in between.
+	// interrupt mode, when it received on the queue itself and returns nil
+	// with packets still in the ring, the binding signals the queue again
+	// and OnInterrupt runs again: libmemif's RxBurst reads the eventfd after
+	// it looked at the ring, which swallows the signal of a packet
+	// published in between.
 	OnInterrupt func(c *Conn, qid uint16) error
 	// RxHeadroom is the headroom of the automatic refill on connect.
 	RxHeadroom uint16

@@ -69,10 +69,11 @@ func (c *Conn) CopyRxWait(qid uint16, bufs *Buffers, dst []byte, offs []int32, s
 // one wakes and its next burst fails.
 func guardKick(g C.uintptr_t) { C.memifgo_guard_kick(g) }
 
-// rearmRx runs after OnInterrupt returned for rx queue qid: a signal
-// libmemif's read swallowed while the callback received is given back
-// (memifgo_rx_rearm), so no packet waits in the ring for the next one. In
-// polling mode no signal is expected and none is given back.
+// rearmRx runs after OnInterrupt returned for rx queue qid, on the
+// callback's thread: a signal libmemif's read swallowed while the callback
+// received is given back (memifgo_rx_rearm), so no packet waits in the ring
+// for the next one. In polling mode no signal is expected and none is
+// given back.
 func (c *Conn) rearmRx(qid uint16) {
 	l := c.link.Load()
 	if l == nil || int(qid) >= len(l.rx) {

@@ -83,20 +83,22 @@ memifgo_guard_kick (uintptr_t g_)
 	;
 }
 
-// After OnInterrupt returned (queue in interrupt mode, its lock held):
-// memif_rx_burst reads the eventfd after it looked at the ring, so a packet
-// published between the two has its signal swallowed and would wait for
-// the next one. Slots still unread when the callback is done give the
+// After OnInterrupt returned (queue in interrupt mode, its lock held, on
+// the callback's thread): memif_rx_burst reads the eventfd after it looked
+// at the ring, so a packet published between the two has its signal
+// swallowed and would wait for the next one. When the callback received on
+// this queue itself (this thread owns it), slots still unread give the
 // eventfd a count back: the level-triggered event loop runs OnInterrupt
-// again (and again while packets wait unread: one that leaves them on
-// purpose keeps being called, as the unread count already made it).
+// again. A callback that leaves the receive to another thread gets no
+// count: that thread's reads are its own (a count here could outlast them).
 static void
 memifgo_rx_rearm (uintptr_t g_, uint16_t qid)
 {
   const memifgo_guard_t *g = (const memifgo_guard_t *) g_;
   const memifgo_q_t *q = memifgo_rxq (g_, qid);
   uint64_t one = 1;
-  if (!q->ring || q->efd < 0 || memifgo_down (g))
+  if (!q->ring || q->efd < 0 || memifgo_down (g) || !memifgo_self
+      || __atomic_load_n (&q->owner, __ATOMIC_RELAXED) != memifgo_self)
     return;
   __atomic_thread_fence (__ATOMIC_SEQ_CST); // the look after libmemif's read
   if (memifgo_rx_last (g, q) == __atomic_load_n (&q->cur, __ATOMIC_RELAXED))

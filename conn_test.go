@@ -71,8 +71,8 @@ func TestInterruptModeCallback(t *testing.T) {
 	require.NoError(t, err)
 	p.slave, err = p.d.create(sargs)
 	require.NoError(t, err)
-	waitConn(t, p.mev.connected, "master OnConnect", 5*time.Second)
-	waitConn(t, p.sev.connected, "slave OnConnect", 5*time.Second)
+	waitConn(t, p.mev.connected, "master OnConnect", 20*time.Second)
+	waitConn(t, p.sev.connected, "slave OnConnect", 20*time.Second)
 
 	for seq := uint64(0); seq < count; seq++ {
 		sendOne(t, p.master, 1, 1, seq)
@@ -207,7 +207,7 @@ func TestSecret(t *testing.T) {
 	require.NoError(t, err)
 	// The master refuses the slave and says why; no side ever connects.
 	var reason string
-	waitFor(t, 5*time.Second, "slave told of the refusal", func() bool {
+	waitFor(t, 20*time.Second, "slave told of the refusal", func() bool {
 		d.do(func() {
 			if det, err := slave.Details(); err == nil {
 				reason = det.Error
@@ -309,8 +309,8 @@ func TestRequestConnection(t *testing.T) {
 	require.NoError(t, err)
 	ds.do(func() { rerr = slave.RequestConnection() })
 	require.NoError(t, rerr)
-	waitConn(t, sev.connected, "slave OnConnect", 5*time.Second)
-	waitConn(t, mev.connected, "master OnConnect", 5*time.Second)
+	waitConn(t, sev.connected, "slave OnConnect", 20*time.Second)
+	waitConn(t, mev.connected, "master OnConnect", 20*time.Second)
 	ds.do(func() { rerr = slave.RequestConnection() })
 	assert.ErrorIs(t, rerr, ErrAlreadyConnected)
 }
@@ -333,7 +333,7 @@ func TestConnectionRequestTimer(t *testing.T) {
 	var terr error
 	ds.do(func() { terr = ds.s.SetConnectionRequestTimer(20 * time.Millisecond) })
 	require.NoError(t, terr)
-	waitConn(t, sev.connected, "slave OnConnect by timer", 5*time.Second)
+	waitConn(t, sev.connected, "slave OnConnect by timer", 20*time.Second)
 
 	// The same through SocketArgs, slave first.
 	path2 := testSocketPath(t)
@@ -344,7 +344,7 @@ func TestConnectionRequestTimer(t *testing.T) {
 	dm2 := newDriver(t, &SocketArgs{Path: path2})
 	_, err = dm2.create(ConnArgs{IsMaster: true})
 	require.NoError(t, err)
-	waitConn(t, sev2.connected, "slave OnConnect by SocketArgs timer", 5*time.Second)
+	waitConn(t, sev2.connected, "slave OnConnect by SocketArgs timer", 20*time.Second)
 }
 
 func TestCancelPollEvent(t *testing.T) {
@@ -421,8 +421,8 @@ func TestDeleteWhileTrafficRuns(t *testing.T) {
 	}()
 	waitFor(t, 10*time.Second, "traffic flowing", func() bool { return received.Load() > 10_000 })
 	require.NoError(t, p.d.deleteConn(p.slave))
-	waitConn(t, p.mev.disconnected, "master OnDisconnect", 5*time.Second)
-	waitConn(t, p.sev.disconnected, "slave OnDisconnect", 5*time.Second)
+	waitConn(t, p.mev.disconnected, "master OnDisconnect", 20*time.Second)
+	waitConn(t, p.sev.disconnected, "slave OnDisconnect", 20*time.Second)
 	for i := 0; i < 2; i++ {
 		select {
 		case err := <-errs:
@@ -461,12 +461,12 @@ func TestConnectDisconnectCycles(t *testing.T) {
 		sev := newEvents()
 		slave, err := d.create(sev.wire(ConnArgs{Log2RingSize: 6, BufferSize: 256}))
 		require.NoError(t, err)
-		waitConn(t, sev.connected, "slave OnConnect", 5*time.Second)
-		waitConn(t, mev.connected, "master OnConnect", 5*time.Second)
+		waitConn(t, sev.connected, "slave OnConnect", 20*time.Second)
+		waitConn(t, mev.connected, "master OnConnect", 20*time.Second)
 		sendOne(t, slave, 0, 0, 1)
 		require.NoError(t, d.deleteConn(slave))
-		waitConn(t, sev.disconnected, "slave OnDisconnect", 5*time.Second)
-		waitConn(t, mev.disconnected, "master OnDisconnect", 5*time.Second)
+		waitConn(t, sev.disconnected, "slave OnDisconnect", 20*time.Second)
+		waitConn(t, mev.disconnected, "master OnDisconnect", 20*time.Second)
 		d.do(func() {}) // barrier: libmemif closes fds after on_disconnect returns
 	}
 	cycle() // warm up lazily opened fds
@@ -485,7 +485,7 @@ func TestCallbackPanicIsRecovered(t *testing.T) {
 	_, err = d.create(ConnArgs{OnConnect: func(*Conn) error { panic("boom") }})
 	require.NoError(t, err)
 	var ce *CallbackError
-	waitFor(t, 5*time.Second, "PollEvent reports the panic", func() bool {
+	waitFor(t, 20*time.Second, "PollEvent reports the panic", func() bool {
 		for _, e := range d.pollErrs() {
 			if errors.As(e, &ce) {
 				return true
@@ -504,7 +504,7 @@ func TestCallbackPanicIsRecovered(t *testing.T) {
 	sentinel := errors.New("refuse")
 	_, err = d2.create(ConnArgs{OnConnect: func(*Conn) error { return sentinel }})
 	require.NoError(t, err)
-	waitFor(t, 5*time.Second, "PollEvent reports the error", func() bool {
+	waitFor(t, 20*time.Second, "PollEvent reports the error", func() bool {
 		for _, e := range d2.pollErrs() {
 			if errors.Is(e, sentinel) {
 				return true
@@ -567,7 +567,7 @@ func TestSetNextFreeBufferAndRequeue(t *testing.T) {
 	// The slave receives three packets and sends one back without a copy.
 	rx := newBufs(t, 8)
 	var got int
-	waitFor(t, 5*time.Second, "3 packets", func() bool {
+	waitFor(t, 20*time.Second, "3 packets", func() bool {
 		n, _, err := p.slave.RxBurst(0, rx.Slice(got, 8), 8-got)
 		require.NoError(t, err)
 		got += n
@@ -592,7 +592,7 @@ func TestSetNextFreeBufferAndRequeue(t *testing.T) {
 	assert.ErrorIs(t, p.slave.BufferRequeue(rx, 0, fresh, 0), ErrInvalArg, "a never-filled buffer is refused before C")
 
 	mrx := newBufs(t, 4)
-	waitFor(t, 5*time.Second, "the echo", func() bool {
+	waitFor(t, 20*time.Second, "the echo", func() bool {
 		n, _, err = p.master.RxBurst(0, mrx, 4)
 		require.NoError(t, err)
 		return n == 1

@@ -20,8 +20,8 @@ func TestDebugStaleViews(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
 	require.NoError(t, p.d.deleteConn(p.master))
-	waitConn(t, p.sev.disconnected, "slave OnDisconnect", 5*time.Second)
-	waitFor(t, 5*time.Second, "session unmapped", func() bool {
+	waitConn(t, p.sev.disconnected, "slave OnDisconnect", 20*time.Second)
+	waitFor(t, 20*time.Second, "session unmapped", func() bool {
 		l := p.slave.link.Load()
 		return l == nil && rx.meta.session.unmapped.Load()
 	})

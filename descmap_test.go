@@ -54,7 +54,7 @@ func TestReusedMappingKillsOldBatches(t *testing.T) {
 	require.NoError(t, p1.slave.RefillQueue(0, n, 0))
 	// The old link ends (its regions are unmapped), as before a reuse.
 	require.NoError(t, p1.d.deleteConn(p1.slave))
-	waitConn(t, p1.mev.disconnected, "master OnDisconnect", 5*time.Second)
+	waitConn(t, p1.mev.disconnected, "master OnDisconnect", 20*time.Second)
 
 	m := old.detach()
 	b, err := m.reuse(8)

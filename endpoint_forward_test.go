@@ -5,6 +5,7 @@ package memif
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -84,7 +85,7 @@ func TestEndpointForwardHairpin(t *testing.T) {
 					t.Fatal("streams did not finish within 30s")
 				}
 			}
-			waitFor(t, 5*time.Second, "master counters", func() bool {
+			waitFor(t, 20*time.Second, "master counters", func() bool {
 				st := master.Stats()
 				return len(st) == 2 && st[0].TxPackets == count && st[1].TxPackets == count
 			})
@@ -107,7 +108,7 @@ func TestEndpointForwardRingFull(t *testing.T) {
 	// B's peer never receives.
 	newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathB}, Conn: ConnArgs{Log2RingSize: 8}},
 		func(ctx context.Context, q *Queue) error { <-ctx.Done(); return nil })
-	waitUp(t, b.Load(), 5*time.Second)
+	waitUp(t, b.Load(), 20*time.Second)
 	sent := make(chan error, 1)
 	newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathA}, Conn: ConnArgs{Log2RingSize: 10}},
 		func(ctx context.Context, q *Queue) error {
@@ -147,7 +148,7 @@ func TestEndpointForwardOversize(t *testing.T) {
 		func(ctx context.Context, q *Queue) error { <-ctx.Done(); return nil }))
 	newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathB}, Conn: ConnArgs{IsMaster: true}},
 		verifying(func(seq uint64) error { got <- seq; return nil }))
-	waitUp(t, b.Load(), 5*time.Second)
+	waitUp(t, b.Load(), 20*time.Second)
 	newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathA}},
 		func(ctx context.Context, q *Queue) error {
 			for i := range count {
@@ -250,13 +251,15 @@ func TestEndpointForwardTargetCycles(t *testing.T) {
 		got.Add(1)
 		return nil
 	})
-	stop := make(chan struct{})
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	var stopOnce sync.Once // sent is final once stopped is closed
 	var sent atomic.Uint64
 	newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathA}, Conn: ConnArgs{Log2RingSize: 10}},
 		func(ctx context.Context, q *Queue) error {
 			for seq := uint64(0); ; {
 				select {
 				case <-stop:
+					stopOnce.Do(func() { close(stopped) })
 					<-ctx.Done()
 					return nil
 				default:
@@ -268,6 +271,7 @@ func TestEndpointForwardTargetCycles(t *testing.T) {
 				n, err := q.Flush(ctx)
 				sent.Add(uint64(n))
 				if err != nil {
+					stopOnce.Do(func() { close(stopped) })
 					return nil
 				}
 			}
@@ -281,6 +285,11 @@ func TestEndpointForwardTargetCycles(t *testing.T) {
 		waitFor(t, 10*time.Second, "packets through the target's new session", func() bool { return got.Load() > from+1000 })
 		if i == cycles {
 			close(stop) // the last session stays up to the end
+			select {
+			case <-stopped:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the sender did not stop within 10s")
+			}
 			waitFor(t, 20*time.Second, "every packet sent or dropped", func() bool {
 				s := b.Load().Stats()[0]
 				return s.TxPackets+s.Drops.LinkDown == sent.Load()
@@ -318,7 +327,7 @@ func TestEndpointForwardTargetClosed(t *testing.T) {
 		func(ctx context.Context, q *Queue) error { <-ctx.Done(); return nil }))
 	var got atomic.Uint64
 	newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathB}}, verifying(func(uint64) error { got.Add(1); return nil }))
-	waitUp(t, b.Load(), 5*time.Second)
+	waitUp(t, b.Load(), 20*time.Second)
 	send := make(chan uint64)
 	newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathA}}, func(ctx context.Context, q *Queue) error {
 		for seq := uint64(0); ; {
@@ -336,7 +345,7 @@ func TestEndpointForwardTargetClosed(t *testing.T) {
 			}
 		}
 	})
-	waitUp(t, a, 5*time.Second)
+	waitUp(t, a, 20*time.Second)
 	send <- 0
 	waitFor(t, 10*time.Second, "the first packets through", func() bool { return got.Load() == count })
 	require.NoError(t, b.Load().Close())

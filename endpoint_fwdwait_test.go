@@ -37,7 +37,7 @@ func TestEndpointForwardNoLostWakeup(t *testing.T) {
 					results <- pingStream(ctx, q, count, size(q.ID()), 1+q.ID()*3)
 					return nil
 				})
-			waitUp(t, slave, 5*time.Second)
+			waitUp(t, slave, 20*time.Second)
 			for range queues {
 				select {
 				case err := <-results:
@@ -46,7 +46,7 @@ func TestEndpointForwardNoLostWakeup(t *testing.T) {
 					t.Fatal("round trips did not finish within 60s: a forwarder's wake-up was lost")
 				}
 			}
-			waitFor(t, 5*time.Second, "master counters", func() bool {
+			waitFor(t, 20*time.Second, "master counters", func() bool {
 				st := master.Stats()
 				return len(st) == queues && st[0].TxPackets == count && st[1].TxPackets == count
 			})
@@ -62,7 +62,10 @@ func TestEndpointForwardNoLostWakeup(t *testing.T) {
 				for _, st := range master.Stats() {
 					parks += st.Parks
 				}
-				assert.Greater(t, parks, uint64(count), "the forwarder parked between packets")
+				// About 1.25*count when every look finds the ring empty (one
+				// park per ping on queue 0, per 4 on queue 1); a forwarder
+				// descheduled on a loaded host finds the next packet there.
+				assert.Greater(t, parks, uint64(count/2), "the forwarder parked between packets")
 			}
 		})
 	}
@@ -91,7 +94,7 @@ func TestEndpointForwardCountsBytes(t *testing.T) {
 			<-ctx.Done()
 			return nil
 		})
-	waitUp(t, b.Load(), 5*time.Second)
+	waitUp(t, b.Load(), 20*time.Second)
 	sent := make(chan error, 1)
 	newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathA}},
 		func(ctx context.Context, q *Queue) error {
@@ -116,7 +119,7 @@ func TestEndpointForwardCountsBytes(t *testing.T) {
 			t.Fatal("the stream did not finish within 30s")
 		}
 	}
-	waitFor(t, 5*time.Second, "B's counters", func() bool { return b.Load().Stats()[0].TxPackets == count })
+	waitFor(t, 20*time.Second, "B's counters", func() bool { return b.Load().Stats()[0].TxPackets == count })
 	sa, sb := a.Stats()[0], b.Load().Stats()[0]
 	assert.Equal(t, uint64(count), sa.RxPackets)
 	assert.Equal(t, total, sa.RxBytes)

@@ -110,7 +110,7 @@ func peerGoneWhileHolding(t *testing.T, holderIsMaster bool, runs int) {
 		require.NoError(t, peer.Close(), "run %d: the peer goes away", run)
 		require.NoError(t, <-ran)
 		require.NoError(t, within(t, results, 10*time.Second, "run %d: the handler saw the link go down", run), "run %d", run)
-		waitFor(t, 5*time.Second, "link down", func() bool { _, up := holder.Link(); return !up })
+		waitFor(t, 20*time.Second, "link down", func() bool { _, up := holder.Link(); return !up })
 	}
 	assert.Equal(t, uint64(runs), holder.Sessions())
 	assert.Zero(t, holder.Stats()[0].HandlerErrors)
@@ -166,9 +166,11 @@ func TestEndpointIdleQueuesNoThreads(t *testing.T) {
 	after := osThreads(t)
 	// What may legitimately appear: one thread per P running goroutines
 	// (GOMAXPROCS), the two Loop goroutines, which are locked to their
-	// threads, and the runtime's template thread. A thread per parked
-	// handler would add 2*queues.
-	bound := runtime.GOMAXPROCS(0) + 2 + 1
+	// threads, the runtime's template thread, and on a loaded host a few
+	// more (sysmon hands the P of a descheduled cgo call to a new thread).
+	// A thread per parked handler would add 2*queues (queues if only one
+	// side had the bug): the bound sits well below both.
+	bound := max(runtime.GOMAXPROCS(0)+2+1, queues/2)
 	t.Logf("OS threads: %d before, %d with %d parked queue handlers (bound +%d)", before, after, 2*queues, bound)
 	assert.LessOrEqual(t, after-before, bound, "idle interrupt queues must not hold OS threads")
 }

@@ -85,7 +85,7 @@ func TestEndpointReconnectsBoundMappings(t *testing.T) {
 		require.NoError(t, slave.Close())
 		require.NoError(t, <-ran)
 		old = within(t, kept, 10*time.Second, "cycle %d: the handler ended with the link", cycle)
-		waitFor(t, 5*time.Second, "link down", func() bool { _, up := master.Link(); return !up })
+		waitFor(t, 20*time.Second, "link down", func() bool { _, up := master.Link(); return !up })
 	}
 	grown := descMaps.Load() - before
 	t.Logf("descriptor mappings: %+d after %d links", grown, cycles)

@@ -138,9 +138,9 @@ func TestEndpointEchoModes(t *testing.T) {
 					results <- pingStream(ctx, q, count, 64+q.ID()*100, 32)
 					return nil
 				})
-			l := waitUp(t, slave, 5*time.Second)
+			l := waitUp(t, slave, 20*time.Second)
 			assert.Equal(t, Link{Master: false, RxQueues: queues, TxQueues: queues, RxRingSize: 256, TxRingSize: 256, BufferSize: 2048}, l)
-			ml := waitUp(t, master, 5*time.Second)
+			ml := waitUp(t, master, 20*time.Second)
 			assert.True(t, ml.Master)
 			assert.Equal(t, queues, ml.RxQueues)
 			// Our rx rings say whether the peer must signal: only polling
@@ -163,7 +163,7 @@ func TestEndpointEchoModes(t *testing.T) {
 			}
 			// The master counts an echo after its burst, which the slave may
 			// have received first.
-			waitFor(t, 5*time.Second, "master counters", func() bool {
+			waitFor(t, 20*time.Second, "master counters", func() bool {
 				mst := master.Stats()
 				return len(mst) == queues && mst[0].TxPackets == count && mst[1].TxPackets == count
 			})
@@ -252,9 +252,9 @@ func TestEndpointZeroCopyAndSend(t *testing.T) {
 			<-ctx.Done()
 			return nil
 		})
-	waitUp(t, slave, 5*time.Second)
+	waitUp(t, slave, 20*time.Second)
 	// Stream 1 from this goroutine, after stream 0 is out (one queue, in order).
-	waitFor(t, 5*time.Second, "stream 0 sent", func() bool { return slave.Stats()[0].TxPackets == count })
+	waitFor(t, 20*time.Second, "stream 0 sent", func() bool { return slave.Stats()[0].TxPackets == count })
 	data, offs := make([]byte, 0, 64*count), []int32{0}
 	for seq := range count {
 		data = append(data, make([]byte, 64)...)
@@ -329,13 +329,13 @@ func TestEndpointAsymmetricQueues(t *testing.T) {
 			_, err := q.Receive(ctx) // the master sends nothing (and queue 1 has no rx): waits for the end
 			return err
 		})
-	l := waitUp(t, slave, 5*time.Second)
+	l := waitUp(t, slave, 20*time.Second)
 	assert.Equal(t, 1, l.RxQueues)
 	assert.Equal(t, 2, l.TxQueues)
 	for range 2 {
 		require.NoError(t, within(t, got, 10*time.Second, "both queues"))
 	}
 	// Counters are added after each burst: the packets may land first.
-	waitFor(t, 5*time.Second, "queue 1's counters", func() bool { return slave.Stats()[1].TxPackets == count })
+	waitFor(t, 20*time.Second, "queue 1's counters", func() bool { return slave.Stats()[1].TxPackets == count })
 	assert.Zero(t, slave.Stats()[1].HandlerErrors)
 }

@@ -354,7 +354,7 @@ func TestFastArgumentErrors(t *testing.T) {
 	assert.Equal(t, 2, got)
 
 	require.NoError(t, p.d.deleteConn(p.master))
-	waitConn(t, p.sev.disconnected, "slave OnDisconnect", 5*time.Second)
+	waitConn(t, p.sev.disconnected, "slave OnDisconnect", 20*time.Second)
 	_, _, err = p.slave.TxBurstAlloc(0, bufs, 0, 1, 64)
 	assert.ErrorIs(t, err, ErrDisconnected)
 	_, err = p.slave.CopyTx(0, bufs, data, []int32{0, 64})

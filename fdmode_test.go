@@ -121,8 +121,8 @@ func TestControlFDMode(t *testing.T) {
 	go l.run()
 	slave, err := Create(&ConnArgs{Socket: s, OnConnect: func(c *Conn) error { sev.connected <- c; return nil }})
 	require.NoError(t, err)
-	waitConn(t, mev.connected, "master OnConnect", 5*time.Second)
-	waitConn(t, sev.connected, "slave OnConnect", 5*time.Second)
+	waitConn(t, mev.connected, "master OnConnect", 20*time.Second)
+	waitConn(t, sev.connected, "slave OnConnect", 20*time.Second)
 
 	const count = 10_000
 	stop := make(chan struct{})
@@ -140,7 +140,7 @@ func TestControlFDMode(t *testing.T) {
 		assert.NoError(t, err)
 	}
 	require.NoError(t, slave.Delete())
-	waitConn(t, mev.disconnected, "master OnDisconnect", 5*time.Second)
+	waitConn(t, mev.disconnected, "master OnDisconnect", 20*time.Second)
 	close(l.stop)
 	require.NoError(t, <-l.done)
 	require.NoError(t, master.Delete())
@@ -171,8 +171,8 @@ func TestSetListenerFD(t *testing.T) {
 	sev := newEvents()
 	_, err = ds.create(sev.wire(ConnArgs{}))
 	require.NoError(t, err)
-	waitConn(t, mev.connected, "master OnConnect via the given listener", 5*time.Second)
-	waitConn(t, sev.connected, "slave OnConnect", 5*time.Second)
+	waitConn(t, mev.connected, "master OnConnect via the given listener", 20*time.Second)
+	waitConn(t, sev.connected, "slave OnConnect", 20*time.Second)
 	dm.do(func() { lerr = dm.s.SetListenerFD(-1) })
 	assert.ErrorIs(t, lerr, ErrInvalArg)
 	ds.close()

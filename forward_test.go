@@ -239,7 +239,7 @@ func TestForwardLinkDown(t *testing.T) {
 	fwdRun(t, func(stop <-chan struct{}) error { return recvFrom(p2.slave, 4, 0, 64, stop) })
 
 	require.NoError(t, p2.d.deleteConn(p2.slave))
-	waitConn(t, p2.mev.disconnected, "B down", 5*time.Second)
+	waitConn(t, p2.mev.disconnected, "B down", 20*time.Second)
 	n, d, more, err := a.Forward(0, b, 0, f.rx, f.tx)
 	var fe *ForwardError
 	require.ErrorAs(t, err, &fe)
@@ -253,8 +253,8 @@ func TestForwardLinkDown(t *testing.T) {
 
 	slave, err := p2.d.create(p2.sev.wire(ConnArgs{Log2RingSize: 6}))
 	require.NoError(t, err)
-	waitConn(t, p2.mev.connected, "B up again", 5*time.Second)
-	waitConn(t, p2.sev.connected, "B's peer up again", 5*time.Second)
+	waitConn(t, p2.mev.connected, "B up again", 20*time.Second)
+	waitConn(t, p2.sev.connected, "B's peer up again", 20*time.Second)
 	f.sent = 0
 	fwdRun(t, func(stop <-chan struct{}) error { return f.run(count-64, stop) },
 		func(stop <-chan struct{}) error { return recvFrom(slave, 4, 64, count-64, stop) })
@@ -301,7 +301,7 @@ func TestForwardDropAndErrors(t *testing.T) {
 	require.ErrorAs(t, err, &fe)
 	assert.True(t, fe.Tx)
 	require.NoError(t, p1.d.deleteConn(p1.master))
-	waitConn(t, p1.sev.disconnected, "A down", 5*time.Second)
+	waitConn(t, p1.sev.disconnected, "A down", 20*time.Second)
 	_, _, _, err = a.Forward(0, b, 0, f.rx, f.tx)
 	require.ErrorAs(t, err, &fe)
 	assert.False(t, fe.Tx)
@@ -313,7 +313,7 @@ func TestForwardDropAndErrors(t *testing.T) {
 func TestForwardDropAfterADown(t *testing.T) {
 	p1, _, f, pend := pendingForward(t)
 	require.NoError(t, p1.d.deleteConn(p1.master))
-	waitConn(t, p1.sev.disconnected, "A down", 5*time.Second)
+	waitConn(t, p1.sev.disconnected, "A down", 20*time.Second)
 	pkts, err := p1.slave.ForwardDrop(0, f.rx)
 	require.NoError(t, err)
 	assert.Equal(t, (pend+1)/2, pkts, "3000-byte packets: two buffers each")
@@ -407,7 +407,7 @@ func TestForwardAllocs(t *testing.T) {
 	assert.Zero(t, allocs)
 	// A's or B's link down returns a prebuilt error.
 	require.NoError(t, p2.d.deleteConn(p2.slave))
-	waitConn(t, p2.mev.disconnected, "B down", 5*time.Second)
+	waitConn(t, p2.mev.disconnected, "B down", 20*time.Second)
 	allocs = testing.AllocsPerRun(100, func() {
 		if _, err := f.step(); !errors.Is(err, ErrDisconnected) {
 			panic(err)

@@ -81,8 +81,8 @@ func TestEndpointForwardOpenChainLinkDown(t *testing.T) {
 	ev := newEvents()
 	c, err := d.create(ev.wire(ConnArgs{BufferSize: hostileBufSize}))
 	require.NoError(t, err)
-	waitConn(t, ev.connected, "A's peer OnConnect", 5*time.Second)
-	waitUp(t, a, 5*time.Second)
+	waitConn(t, ev.connected, "A's peer OnConnect", 20*time.Second)
+	waitUp(t, a, 20*time.Second)
 	s := newSender(t, c)
 
 	_, _, rest := s.sendSplit(5000, 2) // 3 buffers of 2048; B has no link
@@ -92,7 +92,7 @@ func TestEndpointForwardOpenChainLinkDown(t *testing.T) {
 	got := make(chan uint64, 8)
 	newTestEndpoint(t, EndpointConfig{Socket: SocketArgs{Path: pathB}},
 		verifying(func(seq uint64) error { got <- seq; return nil }))
-	waitUp(t, b, 5*time.Second)
+	waitUp(t, b, 20*time.Second)
 	rest()
 	seqs, _ := s.send(100, 300)
 	var sent int

@@ -196,8 +196,8 @@ func connectPair(t testing.TB, margs, sargs ConnArgs) *pair {
 	require.NoError(t, err)
 	p.slave, err = p.d.create(p.sev.wire(sargs))
 	require.NoError(t, err)
-	waitConn(t, p.mev.connected, "master OnConnect", 5*time.Second)
-	waitConn(t, p.sev.connected, "slave OnConnect", 5*time.Second)
+	waitConn(t, p.mev.connected, "master OnConnect", 20*time.Second)
+	waitConn(t, p.sev.connected, "slave OnConnect", 20*time.Second)
 	return p
 }
 

@@ -424,7 +424,7 @@ func TestDescriptorStatsErrors(t *testing.T) {
 	_, err = nilConn.DescriptorStats(0)
 	require.ErrorIs(t, err, ErrInvalArg)
 	require.NoError(t, p.d.deleteConn(p.slave))
-	waitConn(t, p.mev.disconnected, "master OnDisconnect", 5*time.Second)
+	waitConn(t, p.mev.disconnected, "master OnDisconnect", 20*time.Second)
 	_, err = p.master.DescriptorStats(0)
 	require.ErrorIs(t, err, ErrDisconnected)
 	require.False(t, errors.Is(err, ErrInvalArg), fmt.Sprint(err))

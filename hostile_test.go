@@ -200,7 +200,9 @@ func TestHandshakeCutShortAfterRegion(t *testing.T) {
 }
 
 func TestHandshakeTimeout(t *testing.T) {
-	g := newGuardedMaster(t, GuardConfig{HandshakeTimeout: 300 * time.Millisecond})
+	// Long enough that afterInit's INIT is in before it on a loaded host
+	// (the deadline runs from accept), short enough to keep the test quick.
+	g := newGuardedMaster(t, GuardConfig{HandshakeTimeout: 2 * time.Second})
 	silent := dialRaw(t, g.path)
 	afterInit := dialRaw(t, g.path)
 	afterInit.Expect(msgHello, 5*time.Second)
@@ -335,7 +337,7 @@ func TestPeerGoneBeforeAccept(t *testing.T) {
 		p.Close()
 		// Wait until the loop has accepted and dropped it, then take the
 		// freed number for a file of our own.
-		waitFor(t, 5*time.Second, "the gone peer forgotten", func() bool {
+		waitFor(t, 20*time.Second, "the gone peer forgotten", func() bool {
 			n := 0
 			require.NoError(t, g.loop.Do(func() error { n = len(g.loop.Socket().fdt.fds); return nil }))
 			return n == 1 // the listener only

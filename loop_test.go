@@ -49,8 +49,8 @@ func TestLoopLinkTrafficAndShutdown(t *testing.T) {
 	require.NoError(t, err, "Create from another goroutine while the loop waits")
 	slave, err := Create(&sargs)
 	require.NoError(t, err)
-	waitConn(t, mev.connected, "master OnConnect", 5*time.Second)
-	waitConn(t, sev.connected, "slave OnConnect", 5*time.Second)
+	waitConn(t, mev.connected, "master OnConnect", 20*time.Second)
+	waitConn(t, sev.connected, "slave OnConnect", 20*time.Second)
 
 	// Do runs on the loop goroutine, and Details from here does not wait
 	// for any poll timeout (the loop holds no lock while idle).
@@ -65,8 +65,8 @@ func TestLoopLinkTrafficAndShutdown(t *testing.T) {
 	streamOne(t, slave, master, 7, 20_000, 64)
 
 	stop() // Run deletes both connections and the socket
-	waitConn(t, mev.disconnected, "master OnDisconnect at shutdown", 5*time.Second)
-	waitConn(t, sev.disconnected, "slave OnDisconnect at shutdown", 5*time.Second)
+	waitConn(t, mev.disconnected, "master OnDisconnect at shutdown", 20*time.Second)
+	waitConn(t, sev.disconnected, "slave OnDisconnect at shutdown", 20*time.Second)
 	<-l.Done()
 	assert.ErrorIs(t, l.Do(func() error { return nil }), ErrLoopClosed)
 	assert.ErrorIs(t, master.RequestConnection(), ErrDeleted)
@@ -106,6 +106,6 @@ func TestLoopArgs(t *testing.T) {
 	_, err = NewLoop(&LoopArgs{Socket: SocketArgs{Path: testSocketPath(t), OnControlFDUpdate: func(FDEvent) error { return nil }}})
 	assert.ErrorIs(t, err, ErrInvalArg)
 	l, _ := startLoop(t, &LoopArgs{Socket: SocketArgs{Path: testSocketPath(t)}})
-	waitFor(t, 5*time.Second, "Run started", func() bool { return l.started.Load() })
+	waitFor(t, 20*time.Second, "Run started", func() bool { return l.started.Load() })
 	assert.ErrorIs(t, l.Run(context.Background()), ErrInvalArg, "a second Run")
 }

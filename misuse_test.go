@@ -220,7 +220,7 @@ func TestDeleteInsideCallback(t *testing.T) {
 		}
 	}
 	require.ErrorIs(t, wait("OnConnect"), ErrDeleteInCallback)
-	waitConn(t, mev.connected, "master OnConnect", 5*time.Second)
+	waitConn(t, mev.connected, "master OnConnect", 20*time.Second)
 	s, r := newSender(t, master), newReceiver(t, slave)
 	flow(t, s, r, 2)
 	require.NoError(t, d.deleteConn(master))
@@ -252,9 +252,9 @@ func TestViewsAfterDisconnect(t *testing.T) {
 	require.Equal(t, 64, len(txv.Data(0)))
 
 	require.NoError(t, p.d.deleteConn(p.master))
-	waitConn(t, p.sev.disconnected, "slave OnDisconnect", 5*time.Second)
+	waitConn(t, p.sev.disconnected, "slave OnDisconnect", 20*time.Second)
 	// The event is sent from inside OnDisconnect; views die when it returns.
-	waitFor(t, 5*time.Second, "views of the ended session cleared", func() bool { return rx.Data(0) == nil })
+	waitFor(t, 20*time.Second, "views of the ended session cleared", func() bool { return rx.Data(0) == nil })
 	for _, b := range []*Buffers{rx, tx} {
 		assert.Nil(t, b.Data(0))
 		_, err = b.View(0)
@@ -308,8 +308,8 @@ func TestBatchBeforeBurst(t *testing.T) {
 	}
 	require.NoError(t, p.slave.RefillQueue(0, n, 0))
 	require.NoError(t, p.d.deleteConn(p.master))
-	waitConn(t, p.sev.disconnected, "slave OnDisconnect", 5*time.Second)
-	waitFor(t, 5*time.Second, "session unmapped", func() bool { return rx.meta.session.unmapped.Load() })
+	waitConn(t, p.sev.disconnected, "slave OnDisconnect", 20*time.Second)
+	waitFor(t, 20*time.Second, "session unmapped", func() bool { return rx.meta.session.unmapped.Load() })
 	for i := range 8 {
 		assert.Nil(t, early.Data(i), "the early Batch after the link ended")
 		assert.Nil(t, v.Data(i), "the burst's Batch after the link ended")

@@ -166,15 +166,15 @@ func TestOwnHammer(t *testing.T) {
 		sev := newEvents()
 		slave, err := d.create(sev.wire(ConnArgs{Log2RingSize: 8}))
 		require.NoError(t, err)
-		waitConn(t, sev.connected, "slave OnConnect", 5*time.Second)
-		waitConn(t, mev.connected, "master OnConnect", 5*time.Second)
+		waitConn(t, sev.connected, "slave OnConnect", 20*time.Second)
+		waitConn(t, mev.connected, "master OnConnect", 20*time.Second)
 		echoes.Add(1)
 		go func() { defer echoes.Done(); errs <- echoConn(slave) }()
 		before := got.Load()
 		waitFor(t, 10*time.Second, fmt.Sprintf("cycle %d: packets back", i), func() bool { return got.Load() > before })
 		require.NoError(t, d.deleteConn(slave))
-		waitConn(t, sev.disconnected, "slave OnDisconnect", 5*time.Second)
-		waitConn(t, mev.disconnected, "master OnDisconnect", 5*time.Second)
+		waitConn(t, sev.disconnected, "slave OnDisconnect", 20*time.Second)
+		waitConn(t, mev.disconnected, "master OnDisconnect", 20*time.Second)
 	}
 	stop.Store(true)
 	waitGroup(t, &wg, 10*time.Second)
@@ -370,8 +370,8 @@ func TestOwnNestedBurst(t *testing.T) {
 	require.NoError(t, err)
 	slave, err := d.create(sev.wire(ConnArgs{Log2RingSize: 8}))
 	require.NoError(t, err)
-	waitConn(t, mev.connected, "master OnConnect", 5*time.Second)
-	waitConn(t, sev.connected, "slave OnConnect", 5*time.Second)
+	waitConn(t, mev.connected, "master OnConnect", 20*time.Second)
+	waitConn(t, sev.connected, "slave OnConnect", 20*time.Second)
 
 	out := newBufs(t, 4)
 	reg.armed.Store(true)
@@ -388,7 +388,7 @@ func TestOwnNestedBurst(t *testing.T) {
 	_, err = slave.ReleaseTx(0)
 	require.NoError(t, err)
 	require.NoError(t, d.deleteConn(slave))
-	waitConn(t, mev.disconnected, "master OnDisconnect", 5*time.Second)
+	waitConn(t, mev.disconnected, "master OnDisconnect", 20*time.Second)
 }
 
 // TestOwnExclusive: many goroutines (some on locked threads, so they keep

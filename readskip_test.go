@@ -183,7 +183,7 @@ func TestReadSkipFDReuse(t *testing.T) {
 				p.d.deleteConn(p.slave) // a panicking OnDisconnect is reported here
 			}
 			if how == "peer gone" { // Delete returns after OnDisconnect
-				waitConn(t, p.sev.disconnected, "slave OnDisconnect", 5*time.Second)
+				waitConn(t, p.sev.disconnected, "slave OnDisconnect", 20*time.Second)
 			}
 			require.False(t, readSkipPolled(efd))
 
@@ -342,7 +342,7 @@ func TestReadSkipSetRxModeRacesDisconnect(t *testing.T) {
 			}
 		}()
 		require.NoError(t, p.d.deleteConn(p.master))
-		waitConn(t, p.sev.disconnected, "slave OnDisconnect", 5*time.Second)
+		waitConn(t, p.sev.disconnected, "slave OnDisconnect", 20*time.Second)
 		select {
 		case err := <-done:
 			require.ErrorIs(t, err, ErrDisconnected)

@@ -92,8 +92,8 @@ func TestExternalRegion(t *testing.T) {
 	require.NoError(t, err)
 	p.slave, err = d.create(p.sev.wire(ConnArgs{Log2RingSize: 8}))
 	require.NoError(t, err)
-	waitConn(t, p.mev.connected, "master OnConnect", 5*time.Second)
-	waitConn(t, p.sev.connected, "slave OnConnect", 5*time.Second)
+	waitConn(t, p.mev.connected, "master OnConnect", 20*time.Second)
+	waitConn(t, p.sev.connected, "slave OnConnect", 20*time.Second)
 
 	reg.mu.Lock()
 	assert.Equal(t, 1, reg.adds, "slave created the buffer region through Go")
@@ -127,7 +127,7 @@ func TestExternalRegion(t *testing.T) {
 	}
 
 	require.NoError(t, d.deleteConn(p.slave))
-	waitConn(t, p.mev.disconnected, "master OnDisconnect", 5*time.Second)
+	waitConn(t, p.mev.disconnected, "master OnDisconnect", 20*time.Second)
 	d.do(func() {})
 	reg.mu.Lock()
 	assert.Equal(t, 2, reg.dels, "both sides released the region")

@@ -125,7 +125,7 @@ func TestRxReaderTimeoutDisconnectClose(t *testing.T) {
 	start := time.Now()
 	_, err = r.Next()
 	require.ErrorIs(t, err, ErrTimeout)
-	assert.Less(t, time.Since(start), 2*time.Second)
+	assert.Less(t, time.Since(start), 10*time.Second, "a 20ms timeout ends the wait") // bounded, not a speed claim
 	assert.ErrorIs(t, err, os.ErrDeadlineExceeded)
 	var ne net.Error
 	require.ErrorAs(t, err, &ne)
@@ -241,8 +241,8 @@ func TestRxReaderOnDisconnectWaitsForReader(t *testing.T) {
 	require.NoError(t, err)
 	slave, err := d.create(ConnArgs{OnConnect: func(c *Conn) error { up <- c; return nil }})
 	require.NoError(t, err)
-	waitConn(t, up, "link up", 5*time.Second)
-	waitConn(t, up, "link up", 5*time.Second)
+	waitConn(t, up, "link up", 20*time.Second)
+	waitConn(t, up, "link up", 20*time.Second)
 	w, err := NewTxWriter(slave, 0)
 	require.NoError(t, err)
 	defer w.Close()

@@ -240,7 +240,7 @@ func noLostWakeup(t *testing.T, mode WaitMode) {
 			results <- pingStream(ctx, q, count, 64+q.ID()*100, 1+q.ID()*3)
 			return nil
 		})
-	waitUp(t, slave, 5*time.Second)
+	waitUp(t, slave, 20*time.Second)
 	for range queues {
 		select {
 		case err := <-results:
@@ -263,13 +263,13 @@ func noLostWakeup(t *testing.T, mode WaitMode) {
 func scribble(t *testing.T, m *Conn, seed uint64) (stop func()) {
 	head := m.ringHead(false, 0) // the slave publishes S2M slots by head
 	require.NotNil(t, head)
-	done := make(chan struct{})
+	done, started := make(chan struct{}), make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		r := rand.New(rand.NewPCG(seed, seed+1))
-		for {
+		for i := 0; ; i++ {
 			select {
 			case <-done:
 				return
@@ -277,7 +277,13 @@ func scribble(t *testing.T, m *Conn, seed uint64) (stop func()) {
 			}
 			*head = uint16(r.Uint32())
 			attacks[r.IntN(len(attacks))].mut(m.ringDesc(false, 0, uint16(r.Uint32())))
+			if i == 0 {
+				close(started)
+			}
 		}
 	}()
+	// The receiver meets a scribbled ring at least once even if this
+	// goroutine gets no CPU while it runs (a loaded host).
+	<-started
 	return func() { close(done); wg.Wait() }
 }

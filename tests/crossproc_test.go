@@ -117,13 +117,13 @@ func TestCrossProcessKillAndRestart(t *testing.T) {
 			if ourRole == "slave" {
 				sargs.ConnectionRequestTimer = 50 * time.Millisecond
 				peer = startPeer(t, peerRole, path) // the master must listen first
-				waitFile(t, path, 10*time.Second, peer.alive)
+				waitFile(t, path, 30*time.Second, peer.alive)
 			}
 			e := newEndpoint(t, sargs, memif.ConnArgs{IsMaster: ourRole == "master"})
 			if ourRole == "master" {
 				peer = startPeer(t, peerRole, path)
 			}
-			e.waitUp(t, 10*time.Second)
+			e.waitUp(t, 30*time.Second) // a -race child starting up on a loaded host
 			res := echoTraffic(t, e.conn, 0, 1, 20000, func(s uint64) int { return 60 + int(s%3000) }, false, 60*time.Second)
 			require.Equal(t, uint64(20000), res.received.Load())
 
@@ -134,7 +134,7 @@ func TestCrossProcessKillAndRestart(t *testing.T) {
 			errs := make(chan error, 2)
 			go func() { errs <- sendFrames(e.conn, 0, 2, 1<<30, func(uint64) int { return 200 }, stop, live) }()
 			go func() { errs <- recvFrames(e.conn, 0, 2, 1<<30, false, stop, live) }()
-			deadline := time.Now().Add(10 * time.Second)
+			deadline := time.Now().Add(30 * time.Second)
 			for live.received.Load() < 5000 && time.Now().Before(deadline) {
 				time.Sleep(time.Millisecond)
 			}
@@ -158,7 +158,7 @@ func TestCrossProcessKillAndRestart(t *testing.T) {
 
 			// A restarted peer reconnects and traffic resumes intact.
 			startPeer(t, peerRole, path)
-			e.waitUp(t, 10*time.Second)
+			e.waitUp(t, 30*time.Second) // a -race child starting up on a loaded host
 			res = echoTraffic(t, e.conn, 0, 3, 5000, func(s uint64) int { return 60 + int(s%1400) }, false, 60*time.Second)
 			assert.Equal(t, uint64(5000), res.received.Load())
 		})

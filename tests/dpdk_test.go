@@ -21,7 +21,7 @@ func TestDPDKServerOurSlave(t *testing.T) {
 			waitFile(t, sock, 30*time.Second, p.alive)
 			e := newEndpoint(t, memif.SocketArgs{Path: sock, ConnectionRequestTimer: 100 * time.Millisecond},
 				memif.ConnArgs{InterfaceID: 0})
-			e.waitUp(t, 10*time.Second)
+			e.waitUp(t, 30*time.Second) // testpmd may still be setting up its port
 			p.waitStarted(t)
 			echoSizesAndCount(t, e, p, fwd == "macswap")
 		})
@@ -86,7 +86,7 @@ func TestDPDKSecret(t *testing.T) {
 
 	right := newEndpoint(t, memif.SocketArgs{Path: sock, ConnectionRequestTimer: 50 * time.Millisecond},
 		memif.ConnArgs{Secret: "tops3cret"})
-	right.waitUp(t, 10*time.Second)
+	right.waitUp(t, 30*time.Second)
 	p.waitStarted(t)
 	res := echoTraffic(t, right.conn, 0, 1, 1000, func(uint64) int { return 128 }, false, 30*time.Second)
 	assert.Equal(t, uint64(1000), res.received.Load())

@@ -239,7 +239,7 @@ func TestSecretMismatch(t *testing.T) {
 	sock := testSocket()
 	r := start(t, "receiver", "-socket", sock, "-secret", "right")
 	r.waitLog(t, "listening on "+sock, 1)
-	s := start(t, "sender", "-socket", sock, "-secret", "wrong", "-wait", "1s")
+	s := start(t, "sender", "-socket", sock, "-secret", "wrong", "-wait", "3s") // room for two -race processes to meet on a loaded host
 	s.wait(t)
 	require.Error(t, s.err)
 	assert.Contains(t, s.output(), "Incorrect secret")

@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -43,6 +44,10 @@ type config struct {
 
 type stats struct {
 	sent, bytes, retries atomic.Uint64
+	// The clock starts when the first queue starts sending, not when run
+	// sees the link: a slow WaitUp must not shorten the measured time.
+	startOnce sync.Once
+	start     time.Time
 }
 
 func main() {
@@ -145,11 +150,10 @@ func run(cfg config, st *stats) (time.Duration, error) {
 	sig, stopSig := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stopSig()
 	context.AfterFunc(sig, func() { stop.Store(true) })
-	start := time.Now()
 	for range l.TxQueues {
 		<-finished
 	}
-	elapsed := time.Since(start)
+	elapsed := time.Since(st.start) // set before each handler's finished send
 	select {
 	case err := <-errs:
 		return elapsed, err
@@ -173,6 +177,7 @@ func run(cfg config, st *stats) (time.Duration, error) {
 // send transmits on queue q until the count, the duration or a stop:
 // zero-copy, built in place in shared memory.
 func send(ctx context.Context, q *memif.Queue, cfg config, stop *atomic.Bool, st *stats) error {
+	st.startOnce.Do(func() { st.start = time.Now() })
 	l := q.Link()
 	segs := (cfg.size + l.BufferSize - 1) / l.BufferSize // buffers per packet
 	scratch := make([]byte, cfg.size)                    // chained frames are built here, then copied

@@ -69,6 +69,15 @@ memifgo_guard_efds (uintptr_t g_, uintptr_t conn)
     }
 }
 
+// A count of 1 on an rx queue's eventfd: what a peer's signal is.
+static void
+memifgo_efd_signal (int fd)
+{
+  uint64_t one = 1;
+  while (write (fd, &one, sizeof (one)) < 0 && errno == EINTR)
+    ;
+}
+
 // The link went down (OnDisconnect, before libmemif closes the eventfds):
 // a count on every rx queue's eventfd wakes a reader parked on it, whose
 // next burst then fails.
@@ -76,11 +85,9 @@ static void
 memifgo_guard_kick (uintptr_t g_)
 {
   memifgo_guard_t *g = (memifgo_guard_t *) g_;
-  uint64_t one = 1;
   for (uint16_t i = 0; g && i < g->nrx; i++)
     if (g->q[i].efd >= 0)
-      while (write (g->q[i].efd, &one, sizeof (one)) < 0 && errno == EINTR)
-	;
+      memifgo_efd_signal (g->q[i].efd);
 }
 
 // After OnInterrupt returned (queue in interrupt mode, its lock held, on
@@ -96,15 +103,13 @@ memifgo_rx_rearm (uintptr_t g_, uint16_t qid)
 {
   const memifgo_guard_t *g = (const memifgo_guard_t *) g_;
   const memifgo_q_t *q = memifgo_rxq (g_, qid);
-  uint64_t one = 1;
   if (!q->ring || q->efd < 0 || memifgo_down (g) || !memifgo_self
       || __atomic_load_n (&q->owner, __ATOMIC_RELAXED) != memifgo_self)
     return;
   __atomic_thread_fence (__ATOMIC_SEQ_CST); // the look after libmemif's read
   if (memifgo_rx_last (g, q) == __atomic_load_n (&q->cur, __ATOMIC_RELAXED))
     return;
-  while (write (q->efd, &one, sizeof (one)) < 0 && errno == EINTR)
-    ;
+  memifgo_efd_signal (q->efd);
 }
 
 typedef struct
